@@ -1,0 +1,153 @@
+"""Test harness: a dedicated Redis database, in-process and subprocess Celery workers, private servers.
+
+Everything runs against a real Redis and real Celery workers.  The suite claims an empty database
+of the Redis that ``REDIS_URL`` (default: localhost:6379) names, points ``REDIS_URL`` at it for
+this process and every worker it starts, and deletes only what was written there.  Tests that
+must stop or break Redis start a private ``redis-server`` (``redis_server`` fixture).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+import redis
+
+from easyrag.celery import app as celery_app
+from easyrag.common.redis_utils import get_redis_instance
+from easyrag.config import get_config
+from tests.support.redis_server import RedisServer
+from tests.support.workers import WorkerProcess
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+CLAIM_KEY = "easyrag-test:claim"
+#: Keys that survive the per-test clean-up: our claim, and kombu's exchange bindings.
+KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
+TEST_HANDLER_MODULES = "tests.support.tasks"
+
+
+def _url_with_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _claim_empty_database(base_url: str) -> tuple[str, redis.Redis]:
+    """The URL of a database that was empty, claimed with SET NX so parallel runs never share one."""
+    base_db = int(urlsplit(base_url).path.lstrip("/") or 0)
+    for db in range(15, 0, -1):
+        if db == base_db:
+            continue
+        url = _url_with_db(base_url, db)
+        client = redis.Redis.from_url(url, decode_responses=True)
+        try:
+            if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True):
+                return url, client
+        except redis.ResponseError:  # the server has fewer databases
+            continue
+    raise RuntimeError(f"no empty database on {base_url} to run the tests in")
+
+
+def _delete_test_keys(client: redis.Redis, keep: tuple[str, ...]) -> None:
+    doomed = [key for key in client.scan_iter(count=1000) if not key.startswith(keep)]
+    for start in range(0, len(doomed), 500):
+        client.delete(*doomed[start:start + 500])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def redis_test_url() -> Iterator[str]:
+    """Claim an empty Redis database for the session and point the whole project at it."""
+    assert not celery_app.configured, "the Celery app read its settings before the test database was set"
+    url, client = _claim_empty_database(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    saved = {name: os.environ.get(name) for name in ("REDIS_URL", "ASYNC_TASK_HANDLER_MODULES")}
+    os.environ["REDIS_URL"] = url
+    os.environ["ASYNC_TASK_HANDLER_MODULES"] = TEST_HANDLER_MODULES
+    get_config.cache_clear()
+    try:
+        yield url
+    finally:
+        _delete_test_keys(client, keep=())  # the database was empty: everything in it is ours
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_config.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def clean_redis(redis_test_url: str) -> Iterator[None]:
+    """After each test, delete what it wrote to the test database."""
+    yield
+    _delete_test_keys(redis.Redis.from_url(redis_test_url, decode_responses=True), keep=KEPT_PREFIXES)
+
+
+@pytest.fixture
+def redis_client(redis_test_url: str) -> redis.Redis:
+    """The project's pooled client, on the test database."""
+    return get_redis_instance()
+
+
+@pytest.fixture
+def env() -> Iterator[Callable[..., None]]:
+    """Set (or, with None, remove) environment variables for one test; the config cache follows."""
+    saved: dict[str, str | None] = {}
+
+    def set_env(**values: str | None) -> None:
+        for name, value in values.items():
+            saved.setdefault(name, os.environ.get(name))
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_config.cache_clear()
+
+    yield set_env
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_config.cache_clear()
+
+
+@pytest.fixture
+def live_worker(redis_test_url: str) -> Iterator[object]:
+    """An in-process Celery worker (thread pool) bound to the project's app."""
+    from celery.contrib.testing import tasks as _ping_task  # noqa: F401 - registers celery.ping
+    from celery.contrib.testing.worker import start_worker
+
+    with start_worker(celery_app, pool="threads", concurrency=4, shutdown_timeout=30) as worker:
+        yield worker
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+    """Factory of real ``celery -A easyrag worker`` subprocesses; every one is reaped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str = "w1", concurrency: int = 1, **options: object) -> WorkerProcess:
+        worker = WorkerProcess(name, tmp_path / f"{name}-{len(started)}.log", concurrency, **options)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """Factory of private redis-servers on free ports; this test may flush, stop or kill them."""
+    servers: list[RedisServer] = []
+
+    def start(appendonly: bool = False, binary: str | None = None) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", appendonly=appendonly, binary=binary)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.kill()
