@@ -67,4 +67,5 @@ task_acks_late = True
 # of acknowledging it as failed; the guarded base task bounds how often that may repeat.
 task_reject_on_worker_lost = True
 # A task that raised or timed out is finished: acknowledge it rather than redeliver it forever.
-task_acks_on_failure_or_timeout = True
+task_acks_on_failure = True
+task_acks_on_timeout = True
