@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import redis
@@ -19,48 +18,21 @@ import redis
 from easyrag.celery import app as celery_app
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
+from tests.support.redis_db import CLAIM_KEY, claim_empty_database, delete_keys
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-CLAIM_KEY = "easyrag-test:claim"
 #: Keys that survive the per-test clean-up: our claim, and kombu's exchange bindings.
 KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
 TEST_HANDLER_MODULES = "tests.support.tasks"
-
-
-def _url_with_db(url: str, db: int) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-def _claim_empty_database(base_url: str) -> tuple[str, redis.Redis]:
-    """The URL of a database that was empty, claimed with SET NX so parallel runs never share one."""
-    base_db = int(urlsplit(base_url).path.lstrip("/") or 0)
-    for db in range(15, 0, -1):
-        if db == base_db:
-            continue
-        url = _url_with_db(base_url, db)
-        client = redis.Redis.from_url(url, decode_responses=True)
-        try:
-            if client.dbsize() == 0 and client.set(CLAIM_KEY, os.getpid(), nx=True):
-                return url, client
-        except redis.ResponseError:  # the server has fewer databases
-            continue
-    raise RuntimeError(f"no empty database on {base_url} to run the tests in")
-
-
-def _delete_test_keys(client: redis.Redis, keep: tuple[str, ...]) -> None:
-    doomed = [key for key in client.scan_iter(count=1000) if not key.startswith(keep)]
-    for start in range(0, len(doomed), 500):
-        client.delete(*doomed[start:start + 500])
 
 
 @pytest.fixture(scope="session", autouse=True)
 def redis_test_url() -> Iterator[str]:
     """Claim an empty Redis database for the session and point the whole project at it."""
     assert not celery_app.configured, "the Celery app read its settings before the test database was set"
-    url, client = _claim_empty_database(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
+    url, client = claim_empty_database(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     saved = {name: os.environ.get(name) for name in ("REDIS_URL", "ASYNC_TASK_HANDLER_MODULES")}
     os.environ["REDIS_URL"] = url
     os.environ["ASYNC_TASK_HANDLER_MODULES"] = TEST_HANDLER_MODULES
@@ -68,7 +40,7 @@ def redis_test_url() -> Iterator[str]:
     try:
         yield url
     finally:
-        _delete_test_keys(client, keep=())  # the database was empty: everything in it is ours
+        delete_keys(client, keep=())  # the database was empty: everything in it is ours
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -81,7 +53,7 @@ def redis_test_url() -> Iterator[str]:
 def clean_redis(redis_test_url: str) -> Iterator[None]:
     """After each test, delete what it wrote to the test database."""
     yield
-    _delete_test_keys(redis.Redis.from_url(redis_test_url, decode_responses=True), keep=KEPT_PREFIXES)
+    delete_keys(redis.Redis.from_url(redis_test_url, decode_responses=True), keep=KEPT_PREFIXES)
 
 
 @pytest.fixture

@@ -129,3 +129,11 @@ def test_entry_point_with_bad_setting_prints_one_line_and_exits_1(entry_point, n
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"easyrag: configuration error: {name} ")
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_readme_configuration_table_names_every_setting():
+    from easyrag.config import DJANGO_OPTIONS, REDIS_OPTIONS
+
+    readme = (ROOT / "README.md").read_text()
+    for option in (*TASK_OPTIONS, *REDIS_OPTIONS, *DJANGO_OPTIONS):
+        assert f"`{option.env}`" in readme or f"['{option.key}']" in readme, option
