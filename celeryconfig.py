@@ -46,6 +46,14 @@ broker_transport_options = {
     # Seconds a delivered but unacknowledged message may stay with a consumer before kombu puts it
     # back: this bounds how long a crashed worker's task waits to run elsewhere.
     "visibility_timeout": _config.visibility_timeout,
+    # kombu >= 5.7 sweeps for expired unacked messages every interval x throttle seconds (10 x 10
+    # by default: a crashed worker's task came back after 100 s).  Sweep every V/12 s (5 s at
+    # V = 60), each time for real.  Recovery bound: last heartbeat + V + one sweep.
+    "unacked_restore_interval": max(1, _config.visibility_timeout // 12),
+    "unacked_restore_throttle": 1,
+    # The sweep mutex outlives a worker killed mid-sweep by this long (kombu's 300 s would stall
+    # every sweep for five minutes); double restores are already prevented by WATCH.
+    "unacked_mutex_expire": min(30, max(5, _config.visibility_timeout // 2)),
 }
 # Celery's Redis caveats ask for the same visibility timeout in all three places; the shortest
 # value set anywhere on a shared broker wins.

@@ -10,3 +10,6 @@ app = Celery("easyrag")
 # Loaded lazily on first use of app.conf; celeryconfig reads easyrag.config and exits with one
 # line naming the variable when a setting is bad.
 app.config_from_object("celeryconfig")
+
+# The guarded base task listens to worker_init, which fires before the worker imports task modules.
+import easyrag.task_app.base_task  # noqa: E402, F401

@@ -9,6 +9,7 @@ must stop or break Redis start a private ``redis-server`` (``redis_server`` fixt
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -28,25 +29,36 @@ KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
 TEST_HANDLER_MODULES = "tests.support.tasks"
 
 
-@pytest.fixture(scope="session", autouse=True)
-def redis_test_url() -> Iterator[str]:
-    """Claim an empty Redis database for the session and point the whole project at it."""
+_session: dict[str, object] = {}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before collection imports any task module: claim an empty database, point the project at it."""
     assert not celery_app.configured, "the Celery app read its settings before the test database was set"
     url, client = claim_empty_database(os.environ.get("REDIS_URL", DEFAULT_REDIS_URL))
     saved = {name: os.environ.get(name) for name in ("REDIS_URL", "ASYNC_TASK_HANDLER_MODULES")}
+    _session.update(url=url, client=client, saved=saved)
     os.environ["REDIS_URL"] = url
     os.environ["ASYNC_TASK_HANDLER_MODULES"] = TEST_HANDLER_MODULES
     get_config.cache_clear()
-    try:
-        yield url
-    finally:
-        delete_keys(client, keep=())  # the database was empty: everything in it is ours
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_config.cache_clear()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if "client" not in _session:
+        return
+    delete_keys(_session["client"])  # the database was empty and claimed: everything in it is ours
+    for name, value in _session["saved"].items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    get_config.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def redis_test_url() -> str:
+    """The URL of the Redis database claimed for this test session."""
+    return _session["url"]
 
 
 @pytest.fixture(autouse=True)
@@ -91,7 +103,10 @@ def live_worker(redis_test_url: str) -> Iterator[object]:
     from celery.contrib.testing import tasks as _ping_task  # noqa: F401 - registers celery.ping
     from celery.contrib.testing.worker import start_worker
 
-    with start_worker(celery_app, pool="threads", concurrency=4, shutdown_timeout=30) as worker:
+    nodename = f"live-{os.getpid()}@{socket.gethostname()}"
+    with start_worker(celery_app, pool="threads", concurrency=4, shutdown_timeout=30,
+                      hostname=nodename) as worker:
+        worker.nodename = nodename
         yield worker
 
 

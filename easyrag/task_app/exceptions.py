@@ -1,0 +1,70 @@
+"""Every error the task layer raises on purpose.
+
+::
+
+    TaskFrameworkError                       base of everything we raise on purpose
+    ├── TaskValidationError (ValueError)     a submission refused; nothing queued or recorded
+    │   ├── UnknownTaskTypeError  InvalidPriorityError  InvalidTaskDataError
+    │   └── TaskDataTooLargeError  InvalidTimeoutError
+    ├── QueueFullError                       queue_size waiting tasks already
+    ├── LockError                            could not acquire / not the holder
+    └── PermanentTaskError                   raised by a handler: fail now, never retried
+        ├── FileAccessError (ValueError)     a path outside ASYNC_TASK_FILE_ROOTS
+        └── TaskCrashLoopError               its executions kept killing their worker
+
+Configuration errors are Django's ``ImproperlyConfigured``.
+"""
+
+from __future__ import annotations
+
+
+class TaskFrameworkError(Exception):
+    """Base of every error the task layer raises on purpose."""
+
+
+class TaskValidationError(TaskFrameworkError, ValueError):
+    """A submission was refused; nothing was queued or recorded.  ``field`` names the culprit."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownTaskTypeError(TaskValidationError):
+    """No handler is registered under this task type."""
+
+
+class InvalidPriorityError(TaskValidationError):
+    """The priority is not an int from 0 (URGENT) to 3 (LOW)."""
+
+
+class InvalidTaskDataError(TaskValidationError):
+    """The task data is not a JSON object (or a handler refused its contents)."""
+
+
+class TaskDataTooLargeError(TaskValidationError):
+    """The task data's JSON is larger than ASYNC_TASK_MAX_DATA_BYTES."""
+
+
+class InvalidTimeoutError(TaskValidationError):
+    """The timeout (or retry count) is not a positive number."""
+
+
+class QueueFullError(TaskFrameworkError):
+    """ASYNC_TASK_QUEUE_SIZE tasks are already waiting in the broker."""
+
+
+class LockError(TaskFrameworkError):
+    """A lock could not be acquired in time, or this holder no longer owns it."""
+
+
+class PermanentTaskError(TaskFrameworkError):
+    """Raised by a handler: the task fails now and is never retried."""
+
+
+class FileAccessError(PermanentTaskError, ValueError):
+    """A path in task data resolves outside ASYNC_TASK_FILE_ROOTS."""
+
+
+class TaskCrashLoopError(PermanentTaskError):
+    """The task's executions killed their worker ASYNC_TASK_MAX_CRASHES times; it is not run again."""

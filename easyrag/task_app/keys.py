@@ -1,0 +1,38 @@
+"""Every Redis key of the task layer except the lock's (lock.py) and kombu's own.
+
+P = ASYNC_TASK_REDIS_PREFIX (``async_task``).
+
+=========================  ======  ==============================================================
+key                        type    content
+=========================  ======  ==============================================================
+``P:task:{id}``            string  the task record, JSON (records.py); expires result_ttl
+``P:guard:{id}``           hash    state, fence, crashes, cancel, owner: the guard's truth
+``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
+``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
+=========================  ======  ==============================================================
+"""
+
+from __future__ import annotations
+
+from easyrag.config import get_config
+from easyrag.task_app.lock import lock_key
+
+
+def _prefix() -> str:
+    return get_config().redis_prefix
+
+
+def record_key(task_id: str) -> str:
+    return f"{_prefix()}:task:{task_id}"
+
+
+def guard_key(task_id: str) -> str:
+    return f"{_prefix()}:guard:{task_id}"
+
+
+def defer_key(task_id: str) -> str:
+    return f"{_prefix()}:defer:{task_id}"
+
+
+def task_lock_key(task_id: str) -> str:
+    return lock_key(f"task:{task_id}")

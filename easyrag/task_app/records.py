@@ -1,0 +1,84 @@
+"""The task record: TaskStatus, TaskPriority, and the JSON stored under ``P:task:{id}``.
+
+The record is written whole by the guard's scripts (claim, progress, finish), always built here
+from what the worker knows, so Lua never re-encodes users' JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import IntEnum, StrEnum
+from typing import Any
+
+
+class TaskStatus(StrEnum):
+    """A task's state; the value is what Redis stores."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    RETRYING = "RETRYING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+
+    @property
+    def is_final(self) -> bool:
+        return self in FINAL_STATUSES
+
+
+FINAL_STATUSES = frozenset({TaskStatus.COMPLETED, TaskStatus.FAILED, TaskStatus.CANCELLED,
+                            TaskStatus.TIMEOUT})
+
+
+class TaskPriority(IntEnum):
+    """0 is served first on the Redis broker."""
+
+    URGENT = 0
+    HIGH = 1
+    NORMAL = 2
+    LOW = 3
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class TaskRecord:
+    """One task, as ``redis-cli get async_task:task:<id>`` shows it."""
+
+    task_id: str
+    task_type: str
+    task_data: dict[str, Any] = field(default_factory=dict)
+    priority: int = TaskPriority.NORMAL
+    status: TaskStatus = TaskStatus.PENDING
+    progress: int = 0
+    message: str = ""
+    error: str | None = None
+    result: Any = None
+    retries: int = 0
+    created_at: str | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    worker: str | None = None
+    user_id: Any = None
+
+    def to_json(self) -> str:
+        values = dataclasses.asdict(self)
+        values["status"] = self.status.value
+        values["priority"] = int(self.priority)
+        return json.dumps(values, separators=(",", ":"), default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> TaskRecord:
+        values = json.loads(text)
+        values["status"] = TaskStatus(values["status"])
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in values.items() if name in known})
+
+    def replace(self, **changes: Any) -> TaskRecord:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,176 @@
+"""Our Lua: each state change of a guarded task is one script, so one round trip.
+
+The scripts span the lock and the record (and kombu's unacked index), which is why they are ours
+and not redis-py's Lock scripts.  Every key arrives through KEYS and the clock through ARGV.
+Scripts are registered once (redis-py then uses EVALSHA and reloads on NOSCRIPT) and always called
+with an explicit ``client=``.  Each has one Python function below mapping its return codes.
+
+The lock's value is ``"<fence>:<owner>"``: ``fence`` is the guard's claim counter, so a holder
+whose lock expired and was taken over carries an older fence, and every write it attempts fails
+the fence check (a fencing token, as in Kleppmann's "How to do distributed locking").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+from redis.commands.core import Script
+
+TERMINAL = "s == 'COMPLETED' or s == 'FAILED' or s == 'CANCELLED' or s == 'TIMEOUT'"
+
+CLAIM = f"""
+-- claim: take a task's lock and mark it RUNNING, unless it finished or a live holder runs it
+-- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] defer marker
+-- ARGV[1] owner           ARGV[2] lock ttl (ms)   ARGV[3] record ttl (s)  ARGV[4] RUNNING record JSON
+-- ARGV[5] deferral token this message carries ('' if none)   ARGV[6] a fresh deferral token
+-- ARGV[7] defer marker ttl (ms)
+-- returns {{'DONE', state}} finished or cancelled · {{'BUSY', pttl ms, 'DEFER'|'DROP'}} held by a
+--   live holder: DEFER = this message must re-publish itself, DROP = a live deferral exists ·
+--   {{'OK', lock value, crashes, cancel flag}} claimed
+local s = redis.call('HGET', KEYS[1], 'state')
+if {TERMINAL} then
+  return {{'DONE', s}}
+end
+local pttl = redis.call('PTTL', KEYS[2])
+if pttl ~= -2 then
+  local marker = redis.call('GET', KEYS[4])
+  if (not marker) or marker == ARGV[5] then
+    redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7])
+    return {{'BUSY', pttl, 'DEFER'}}
+  end
+  return {{'BUSY', pttl, 'DROP'}}
+end
+local crashes = tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')
+if s == 'RUNNING' then  -- RUNNING and no lock: the last holder died without recording an outcome
+  crashes = redis.call('HINCRBY', KEYS[1], 'crashes', 1)
+end
+local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
+local value = fence .. ':' .. ARGV[1]
+redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
+redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
+redis.call('DEL', KEYS[4])
+return {{'OK', value, crashes, redis.call('HGET', KEYS[1], 'cancel') or '0'}}
+"""
+
+RENEW = """
+-- renew: keep a running task's lock alive and kombu's unacked entry of its message fresh
+-- KEYS[1] lock key        KEYS[2] guard hash      KEYS[3] kombu unacked index (zset)
+-- ARGV[1] lock value      ARGV[2] lock ttl (ms)   ARGV[3] delivery tag ('' if none)
+-- ARGV[4] now (s, float, the client's clock as kombu uses it)
+-- returns 1 renewed · 2 renewed, and a cancel was requested · -1 fenced out: stop, write nothing
+local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+elseif (not current) and tonumber(redis.call('HGET', KEYS[2], 'fence')) == fence
+    and redis.call('HGET', KEYS[2], 'state') == 'RUNNING' then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])  -- the lock lapsed and nobody took over
+else
+  return -1
+end
+if ARGV[3] ~= '' then
+  -- XX: refresh only; never re-create an entry that an ack removed
+  redis.call('ZADD', KEYS[3], 'XX', ARGV[4], ARGV[3])
+end
+if redis.call('HGET', KEYS[2], 'cancel') == '1' then
+  return 2
+end
+return 1
+"""
+
+FINISH = f"""
+-- finish: record a task's outcome and release its lock, if this holder's fence is still current
+-- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key
+-- ARGV[1] lock value      ARGV[2] new state       ARGV[3] record JSON     ARGV[4] record ttl (s)
+-- returns 1 recorded · 0 fenced out (another holder claimed since, or already final): nothing written
+local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
+local s = redis.call('HGET', KEYS[1], 'state')
+if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', ARGV[2])
+redis.call('HDEL', KEYS[1], 'owner')
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+if redis.call('GET', KEYS[2]) == ARGV[1] then
+  redis.call('DEL', KEYS[2])
+end
+return 1
+"""
+
+WRITE = f"""
+-- write: replace a running task's record (progress), if this holder's fence is still current
+-- KEYS[1] guard hash      KEYS[2] record key
+-- ARGV[1] lock value      ARGV[2] record JSON     ARGV[3] record ttl (s)
+-- returns 1 written · 0 fenced out
+local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
+local s = redis.call('HGET', KEYS[1], 'state')
+if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+_registered: dict[str, Script] = {}
+
+
+def _script(client: redis.Redis, source: str) -> Script:
+    script = _registered.get(source)
+    if script is None:
+        script = _registered[source] = client.register_script(source)
+    return script
+
+
+def _text(value: bytes | str | int) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What CLAIM decided for one delivery."""
+
+    outcome: str  # "OK", "BUSY" or "DONE"
+    lock_value: str = ""
+    crashes: int = 0
+    cancel_requested: bool = False
+    state: str = ""  # DONE: the final state
+    lock_ttl_ms: int = 0  # BUSY: the holder's remaining lock TTL
+    must_defer: bool = False  # BUSY: this message must re-publish itself
+
+
+def claim(client: redis.Redis, keys: list[str], owner: str, lock_ttl_ms: int, record_ttl: int,
+          running_json: str, carried_defer_token: str, new_defer_token: str, defer_ttl_ms: int) -> Claim:
+    """Run CLAIM (one round trip)."""
+    reply = _script(client, CLAIM)(keys=keys, client=client, args=[
+        owner, lock_ttl_ms, record_ttl, running_json, carried_defer_token, new_defer_token, defer_ttl_ms,
+    ])
+    outcome = _text(reply[0])
+    if outcome == "DONE":
+        return Claim("DONE", state=_text(reply[1]))
+    if outcome == "BUSY":
+        return Claim("BUSY", lock_ttl_ms=int(reply[1]), must_defer=_text(reply[2]) == "DEFER")
+    return Claim("OK", lock_value=_text(reply[1]), crashes=int(reply[2]),
+                 cancel_requested=_text(reply[3]) == "1")
+
+
+def renew(client: redis.Redis, keys: list[str], lock_value: str, lock_ttl_ms: int, delivery_tag: str,
+          now: float) -> int:
+    """Run RENEW (one round trip): 1 renewed, 2 renewed and cancel requested, -1 fenced out."""
+    return int(_script(client, RENEW)(keys=keys, client=client,
+                                      args=[lock_value, lock_ttl_ms, delivery_tag, repr(now)]))
+
+
+def finish(client: redis.Redis, keys: list[str], lock_value: str, state: str, record_json: str,
+           record_ttl: int) -> bool:
+    """Run FINISH (one round trip): True when the outcome was recorded and the lock released."""
+    return bool(_script(client, FINISH)(keys=keys, client=client,
+                                        args=[lock_value, state, record_json, record_ttl]))
+
+
+def write(client: redis.Redis, keys: list[str], lock_value: str, record_json: str, record_ttl: int) -> bool:
+    """Run WRITE (one round trip): True when the record was replaced."""
+    return bool(_script(client, WRITE)(keys=keys, client=client, args=[lock_value, record_json, record_ttl]))
