@@ -6,6 +6,8 @@ import logging
 import threading
 
 import redis
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.retry import Retry
 
 from easyrag.config import RedisConfig, get_config
 
@@ -16,12 +18,17 @@ class RedisClient(redis.Redis):
     """redis-py's client with the ``health_check()`` the seed's debugging snippet calls."""
 
     def health_check(self) -> bool:
-        """True when the server answers PING; a connection failure is logged, not raised."""
+        """True when the server answers PING now (one try, on a fresh connection); never raises."""
+        pool = self.connection_pool
+        connection = pool.connection_class(**{**pool.connection_kwargs, "retry": Retry(NoBackoff(), 0)})
         try:
-            return bool(self.ping())
+            connection.send_command("PING")
+            return connection.read_response() in (b"PONG", "PONG", True)
         except redis.RedisError as error:
             logger.warning("Redis health check failed: %s", error)
             return False
+        finally:
+            connection.disconnect()
 
 
 _lock = threading.Lock()
@@ -38,6 +45,9 @@ def create_redis_client(config: RedisConfig) -> RedisClient:
         socket_connect_timeout=config.socket_connect_timeout,
         health_check_interval=30,
         decode_responses=True,
+        # Ride out a Redis restart (a few seconds) instead of failing a task's claim or finish:
+        # up to 20 retries on connection errors, backing off to 1 s.
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 20),
     )
     return RedisClient(connection_pool=pool)
 

@@ -7,7 +7,9 @@ and in which order.
 import os
 import signal
 import time
+import uuid
 
+import redis
 from celery import shared_task
 
 from easyrag.common.redis_utils import get_redis_instance
@@ -43,20 +45,35 @@ def trace_key(task_id: str, what: str) -> str:
     return f"easyrag-test:trace:{task_id}:{what}"
 
 
+#: An execution refreshes its "alive" mark this often, and the mark expires after ALIVE_MS.
+ALIVE_REFRESH_S, ALIVE_MS = 0.05, 500
+
+
 @shared_task(name="tests.traced", bind=True, base=GuardedTask)
 def traced(self, seconds: float = 0.0) -> str:
-    """Count starts, ends and overlapping executions of this task id; work for ``seconds``."""
+    """Count starts and ends of this task id, and overlapping executions; work for ``seconds``.
+
+    Overlap detection survives SIGKILL: each execution keeps a 500 ms mark alive with its own id
+    (``SET .. PX 500 GET``).  Finding another execution's mark means two ran at the same time; a
+    killed execution's mark expires long before its lock does, so a takeover is not an overlap.
+    """
     client = get_redis_instance()
-    task_id = self.request.id
+    task_id, me = self.request.id, uuid.uuid4().hex
+    alive = trace_key(task_id, "alive")
+
+    def mark() -> None:
+        previous = client.set(alive, me, px=ALIVE_MS, get=True)
+        if previous not in (None, me):
+            client.incr(trace_key(task_id, "overlaps"))
+
     client.incr(trace_key(task_id, "starts"))
-    if client.incr(trace_key(task_id, "running")) > 1:
-        client.incr(trace_key(task_id, "overlaps"))
-    try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:  # the work: a busy task that yields now and then
-            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-    finally:
-        client.decr(trace_key(task_id, "running"))
+    mark()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:  # the work: a task busy for `seconds`
+        time.sleep(min(ALIVE_REFRESH_S, max(0.0, deadline - time.monotonic())))
+        mark()
+    if client.get(alive) == me:
+        client.delete(alive)
     client.incr(trace_key(task_id, "ends"))
     return worker_nodename(self.request)
 
@@ -68,8 +85,8 @@ def kills_its_worker(self) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-def traces(task_id: str) -> dict[str, int]:
-    client = get_redis_instance()
+def traces(task_id: str, client: redis.Redis | None = None) -> dict[str, int]:
+    client = client or get_redis_instance()
     names = ("starts", "ends", "overlaps")
     values = client.mget([trace_key(task_id, name) for name in names])
     return {name: int(value or 0) for name, value in zip(names, values, strict=True)}
