@@ -115,10 +115,10 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory of real ``celery -A easyrag worker`` subprocesses; every one is reaped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(name: str = "w1", concurrency: int = 1, **options: object) -> WorkerProcess:
+    def start(name: str = "w1", concurrency: int = 1, wait: bool = True, **options: object) -> WorkerProcess:
         worker = WorkerProcess(name, tmp_path / f"{name}-{len(started)}.log", concurrency, **options)
         started.append(worker)
-        return worker.start()
+        return worker.start(wait=wait)
 
     yield start
     for worker in started:

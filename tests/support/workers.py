@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from celery import Celery
+
 from easyrag.celery import app
 from tests.support.waiting import wait_until
 
@@ -30,14 +32,17 @@ class WorkerProcess:
         ]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
+        self._private_app: Celery | None = None
 
-    def start(self, ready_timeout: float = 45.0) -> WorkerProcess:
-        """Start the worker and return once it answers a ping."""
+    def start(self, ready_timeout: float = 45.0, wait: bool = True) -> WorkerProcess:
+        """Start the worker and return once it answers a ping (at once with ``wait=False``)."""
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 self.command, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own process group, so kill() reaches the children
             )
+        if not wait:
+            return self
         wait_until(self._ready_or_dead, timeout=ready_timeout, interval=0.2,
                    message=f"worker {self.nodename} to answer ping")
         if not self.alive:
@@ -48,8 +53,20 @@ class WorkerProcess:
         return not self.alive or self.ping()
 
     def ping(self, timeout: float = 0.5) -> bool:
-        replies = app.control.ping(destination=[self.nodename], timeout=timeout)
+        """Ask the worker over its own broker (a test may give it a private Redis)."""
+        replies = self._control_app().control.ping(destination=[self.nodename], timeout=timeout)
         return any(self.nodename in reply for reply in replies)
+
+    def _control_app(self) -> Celery:
+        # Celery's control API publishes through the app's producer pool, whatever connection it
+        # is given: a worker on another broker needs an app of its own.
+        url = self.env.get("REDIS_URL")
+        if url == os.environ.get("REDIS_URL"):
+            return app
+        if self._private_app is None:
+            self._private_app = Celery("control", broker=url, set_as_current=False)
+            self._private_app.config_from_object("celeryconfig")  # same transport options
+        return self._private_app
 
     @property
     def alive(self) -> bool:
