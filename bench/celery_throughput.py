@@ -26,6 +26,8 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "easyrag.settings")
 from tests.support.redis_db import claim_empty_database, delete_keys  # noqa: E402
 
 VARIANTS = ("defaults", "project")
+#: Variant names of bench/noop_app.py.
+ALL_VARIANTS = ("defaults", "project", "guarded")
 
 
 def run_round(variant: str, url: str, tasks: int) -> dict[str, float]:
@@ -33,10 +35,11 @@ def run_round(variant: str, url: str, tasks: int) -> dict[str, float]:
     env = {**os.environ, "REDIS_URL": url, "BENCH_VARIANT": variant}
     code = f"""
 import time
-from bench.noop_app import noop
+from bench.noop_app import TASKS
+task = TASKS["{variant}"]
 started = time.perf_counter()
 for _ in range({tasks}):
-    noop.delay({tasks})
+    task.delay({tasks})
 print(time.perf_counter() - started)
 """
     submit = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, check=True,
@@ -63,6 +66,39 @@ print(time.perf_counter() - started)
     return {"submit_per_s": tasks / submit_seconds, "drain_per_s": (tasks - 1) / span}
 
 
+def compare(variants: tuple[str, ...], tasks: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Run every variant ``rounds`` times, alternating; return {variant: median figures} and runs."""
+    from rich.progress import Progress
+
+    url, client = claim_empty_database(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in variants}
+    try:
+        with Progress() as progress:
+            bar = progress.add_task("throughput rounds", total=rounds * len(variants))
+            for _ in range(rounds):
+                for variant in variants:  # alternate, so drift on the machine hits all alike
+                    delete_keys(client, keep=("easyrag-test:claim",))
+                    runs[variant].append(run_round(variant, url, tasks))
+                    progress.advance(bar)
+    finally:
+        delete_keys(client)
+    medians = {variant: {metric: statistics.median(run[metric] for run in runs[variant])
+                         for metric in ("submit_per_s", "drain_per_s")} for variant in variants}
+    return {"medians": medians, "runs": runs}
+
+
+def print_table(medians: dict[str, dict[str, float]], numerator: str, denominator: str) -> dict:
+    """Print the medians and the ratio numerator / denominator; return the ratios."""
+    ratios = {metric: medians[numerator][metric] / medians[denominator][metric]
+              for metric in ("submit_per_s", "drain_per_s")}
+    print(f"{'variant':<10} {'submit/s':>10} {'drain/s (-c 2)':>15}")
+    for variant, figures in medians.items():
+        print(f"{variant:<10} {figures['submit_per_s']:>10.0f} {figures['drain_per_s']:>15.0f}")
+    print(f"{'ratio':<10} {ratios['submit_per_s']:>10.2f} {ratios['drain_per_s']:>15.2f}"
+          f"   ({numerator} / {denominator})")
+    return ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=2000)
@@ -70,31 +106,9 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "celery_throughput.json")
     options = parser.parse_args()
 
-    from rich.progress import Progress
-
-    url, client = claim_empty_database(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    runs: dict[str, list[dict[str, float]]] = {variant: [] for variant in VARIANTS}
-    try:
-        with Progress() as progress:
-            bar = progress.add_task("rounds", total=options.rounds * len(VARIANTS))
-            for _ in range(options.rounds):
-                for variant in VARIANTS:  # alternate, so drift on the machine hits both alike
-                    delete_keys(client, keep=("easyrag-test:claim",))
-                    runs[variant].append(run_round(variant, url, options.tasks))
-                    progress.advance(bar)
-    finally:
-        delete_keys(client)
-
-    medians = {variant: {metric: statistics.median(run[metric] for run in runs[variant])
-                         for metric in ("submit_per_s", "drain_per_s")} for variant in VARIANTS}
-    ratios = {metric: medians["project"][metric] / medians["defaults"][metric]
-              for metric in ("submit_per_s", "drain_per_s")}
-    print(f"{'variant':<10} {'submit/s':>10} {'drain/s (-c 2)':>15}")
-    for variant in VARIANTS:
-        figures = medians[variant]
-        print(f"{variant:<10} {figures['submit_per_s']:>10.0f} {figures['drain_per_s']:>15.0f}")
-    print(f"{'ratio':<10} {ratios['submit_per_s']:>10.2f} {ratios['drain_per_s']:>15.2f}"
-          "   (project / defaults)")
+    figures = compare(VARIANTS, options.tasks, options.rounds)
+    runs, medians = figures["runs"], figures["medians"]
+    ratios = print_table(medians, "project", "defaults")
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps({
         "tasks": options.tasks, "rounds": options.rounds, "concurrency": 2, "pool": "prefork",

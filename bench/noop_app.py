@@ -1,7 +1,8 @@
 """The Celery app the throughput benchmark runs: the project's settings, or Celery's defaults.
 
-BENCH_VARIANT=project loads celeryconfig (priority steps, no prefetch, late acks, ...);
+BENCH_VARIANT=project (and =guarded) load celeryconfig (priority steps, no prefetch, late acks, ...);
 BENCH_VARIANT=defaults sets only the broker, result backend and JSON, leaving the rest to Celery.
+``bench.noop`` is a plain task; ``bench.guarded_noop`` the same body under GuardedTask.
 """
 
 import os
@@ -11,13 +12,14 @@ import redis
 from celery import Celery
 
 from easyrag.config import get_config
+from easyrag.task_app.base_task import GuardedTask
 
 VARIANT = os.environ.get("BENCH_VARIANT", "project")
 COUNTER_KEY = "bench:noop:count"
 FIRST_KEY, LAST_KEY = "bench:noop:first", "bench:noop:last"
 
 app = Celery("bench")
-if VARIANT == "project":
+if VARIANT in ("project", "guarded"):
     app.config_from_object("celeryconfig")
     app.conf.imports = ()
 else:
@@ -27,11 +29,23 @@ else:
 _client = redis.Redis.from_url(get_config().redis.url)
 
 
-@app.task(name="bench.noop", ignore_result=True)
-def noop(total: int) -> None:
+def _count(total: int) -> None:
     """One round trip: count this run; the first and the last also stamp the time."""
     count = _client.incr(COUNTER_KEY)
     if count == 1:
         _client.set(FIRST_KEY, time.time())
     if count == total:
         _client.set(LAST_KEY, time.time())
+
+
+@app.task(name="bench.noop", ignore_result=True)
+def noop(total: int) -> None:
+    _count(total)
+
+
+@app.task(name="bench.guarded_noop", ignore_result=True, base=GuardedTask)
+def guarded_noop(total: int) -> None:
+    _count(total)
+
+
+TASKS = {"defaults": noop, "project": noop, "guarded": guarded_noop}
