@@ -37,7 +37,7 @@ from easyrag.config import get_config
 from easyrag.task_app import keys, scripts
 from easyrag.task_app.exceptions import TaskCrashLoopError
 from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus, now_iso
-from easyrag.task_app.runner import LockRenewal
+from easyrag.task_app.runner import Renewal, get_renewer
 
 logger = logging.getLogger(__name__)
 
@@ -115,14 +115,13 @@ class GuardedTask(Task):
         if claim.crashes:
             logger.warning("task %s (%s): running again after %s crashed execution(s)",
                            task_id, self.name, claim.crashes)
-        client = get_redis_instance()
-        renewal = LockRenewal(
-            client, [keys.task_lock_key(task_id), keys.guard_key(task_id), self._unacked_index_key()],
+        renewer = get_renewer(get_redis_instance(), min(1.0, config.lock_timeout / self.renewals_per_ttl))
+        renewal = Renewal(
+            task_id, [keys.task_lock_key(task_id), keys.guard_key(task_id), self._unacked_index_key()],
             claim.lock_value, int(config.lock_timeout * 1000),
             delivery_tag=str((self.request.properties or {}).get("delivery_tag") or ""),
-            interval=min(1.0, config.lock_timeout / self.renewals_per_ttl), task_id=task_id,
         )
-        with renewal:
+        with renewer.keep_alive(renewal):
             try:
                 result = self.run(*args, **kwargs)
             except Retry:
@@ -151,7 +150,9 @@ class GuardedTask(Task):
             claim.lock_value, status.value, record.to_json(), config.result_ttl,
         )
         if recorded:
-            logger.info("task %s (%s): %s", task_id, self.name, status.value)
+            # Success is DEBUG: Celery's worker already logs "Task ... succeeded" at INFO.
+            level = logging.DEBUG if status is TaskStatus.COMPLETED else logging.INFO
+            logger.log(level, "task %s (%s): %s", task_id, self.name, status.value)
         else:
             logger.warning("task %s (%s): lost its lock before recording %s; another holder's "
                            "outcome stands", task_id, self.name, status.value)

@@ -68,7 +68,8 @@ class TaskRecord:
     user_id: Any = None
 
     def to_json(self) -> str:
-        values = dataclasses.asdict(self)
+        # Not dataclasses.asdict: it deep-copies task_data and result, twice per task.
+        values = {name: getattr(self, name) for name in _FIELD_NAMES}
         values["status"] = self.status.value
         values["priority"] = int(self.priority)
         return json.dumps(values, separators=(",", ":"), default=str)
@@ -77,8 +78,10 @@ class TaskRecord:
     def from_json(cls, text: str) -> TaskRecord:
         values = json.loads(text)
         values["status"] = TaskStatus(values["status"])
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{name: value for name, value in values.items() if name in known})
+        return cls(**{name: value for name, value in values.items() if name in _FIELD_NAMES})
 
     def replace(self, **changes: Any) -> TaskRecord:
         return dataclasses.replace(self, **changes)
+
+
+_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))

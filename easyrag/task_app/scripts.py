@@ -28,7 +28,8 @@ CLAIM = f"""
 -- returns {{'DONE', state}} finished or cancelled · {{'BUSY', pttl ms, 'DEFER'|'DROP'}} held by a
 --   live holder: DEFER = this message must re-publish itself, DROP = a live deferral exists ·
 --   {{'OK', lock value, crashes, cancel flag}} claimed
-local s = redis.call('HGET', KEYS[1], 'state')
+local guard = redis.call('HMGET', KEYS[1], 'state', 'crashes', 'cancel')
+local s = guard[1]
 if {TERMINAL} then
   return {{'DONE', s}}
 end
@@ -41,7 +42,7 @@ if pttl ~= -2 then
   end
   return {{'BUSY', pttl, 'DROP'}}
 end
-local crashes = tonumber(redis.call('HGET', KEYS[1], 'crashes') or '0')
+local crashes = tonumber(guard[2] or '0')
 if s == 'RUNNING' then  -- RUNNING and no lock: the last holder died without recording an outcome
   crashes = redis.call('HINCRBY', KEYS[1], 'crashes', 1)
 end
@@ -52,7 +53,7 @@ redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
 redis.call('DEL', KEYS[4])
-return {{'OK', value, crashes, redis.call('HGET', KEYS[1], 'cancel') or '0'}}
+return {{'OK', value, crashes, guard[3] or '0'}}
 """
 
 RENEW = """
@@ -160,8 +161,16 @@ def claim(client: redis.Redis, keys: list[str], owner: str, lock_ttl_ms: int, re
 def renew(client: redis.Redis, keys: list[str], lock_value: str, lock_ttl_ms: int, delivery_tag: str,
           now: float) -> int:
     """Run RENEW (one round trip): 1 renewed, 2 renewed and cancel requested, -1 fenced out."""
-    return int(_script(client, RENEW)(keys=keys, client=client,
-                                      args=[lock_value, lock_ttl_ms, delivery_tag, repr(now)]))
+    return renew_many(client, [(keys, lock_value, lock_ttl_ms, delivery_tag)], now)[0]
+
+
+def renew_many(client: redis.Redis, claims: list[tuple[list[str], str, int, str]], now: float) -> list[int]:
+    """RENEW each (keys, lock value, lock ttl ms, delivery tag) in one pipelined round trip."""
+    script = _script(client, RENEW)
+    with client.pipeline(transaction=False) as pipe:
+        for keys, lock_value, lock_ttl_ms, delivery_tag in claims:
+            script(keys=keys, client=pipe, args=[lock_value, lock_ttl_ms, delivery_tag, repr(now)])
+        return [int(reply) for reply in pipe.execute()]
 
 
 def finish(client: redis.Redis, keys: list[str], lock_value: str, state: str, record_json: str,
