@@ -47,7 +47,11 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     if "client" not in _session:
         return
     delete_keys(_session["client"])  # the database was empty and claimed: everything in it is ours
-    for name, value in _session["saved"].items():
+    _restore_environment(_session["saved"])
+
+
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)
         else:
@@ -89,12 +93,7 @@ def env() -> Iterator[Callable[..., None]]:
         get_config.cache_clear()
 
     yield set_env
-    for name, value in saved.items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    get_config.cache_clear()
+    _restore_environment(saved)
 
 
 @pytest.fixture
