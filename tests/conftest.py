@@ -26,7 +26,7 @@ from tests.support.workers import WorkerProcess
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Keys that survive the per-test clean-up: our claim, and kombu's exchange bindings.
 KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
-TEST_HANDLER_MODULES = "tests.support.tasks"
+TEST_HANDLER_MODULES = "tests.support.tasks,tests.support.handlers"
 
 
 _session: dict[str, object] = {}

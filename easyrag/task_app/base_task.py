@@ -35,7 +35,7 @@ from celery.signals import worker_init
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
 from easyrag.task_app import keys, scripts
-from easyrag.task_app.exceptions import TaskCrashLoopError
+from easyrag.task_app.exceptions import TaskCancelledError, TaskCrashLoopError, TaskTimeoutError
 from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus, now_iso
 from easyrag.task_app.runner import Renewal, get_renewer
 
@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 CREATED_AT_HEADER = "easyrag_created_at"
 #: Message header: the token of a deferral message (see module docstring).
 DEFER_HEADER = "easyrag_defer_token"
+#: Message header: the submitting user's id, kept in the record.
+USER_ID_HEADER = "easyrag_user_id"
+
+
+def task_data_of(args: Any, kwargs: dict) -> dict:
+    """The record's ``task_data``: the keyword arguments, or both when there are positional ones."""
+    return dict(kwargs) if not args else {"args": list(args), "kwargs": dict(kwargs)}
 
 
 _worker_nodename: str | None = None
@@ -71,10 +78,26 @@ class GuardedTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
                     producer: Any = None, link: Any = None, link_error: Any = None, shadow: Any = None,
                     **options: Any) -> Any:
+        """Publish, then record the task PENDING (one more round trip) so its status is known.
+
+        Publish first: a failed publish leaves no record behind, and a worker that claims the task
+        before the PENDING record is written simply makes SUBMIT a no-op.  Retries and deferrals
+        re-publish a known id and skip SUBMIT.
+        """
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(CREATED_AT_HEADER, now_iso())
-        return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
-                                   link_error=link_error, shadow=shadow, headers=headers, **options)
+        result = super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
+                                     link_error=link_error, shadow=shadow, headers=headers, **options)
+        if not options.get("retries") and DEFER_HEADER not in headers:
+            record = TaskRecord(
+                task_id=result.id, task_type=self.name, task_data=task_data_of(args or (), kwargs or {}),
+                priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
+                created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
+            )
+            scripts.submit(get_redis_instance(),
+                           [keys.guard_key(result.id), keys.record_key(result.id), keys.counters_key()],
+                           record.to_json(), get_config().result_ttl)
+        return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
@@ -87,7 +110,7 @@ class GuardedTask(Task):
         running = self._record(args, kwargs)
         claim = scripts.claim(
             client, [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-                     keys.defer_key(task_id)],
+                     keys.defer_key(task_id), keys.counters_key()],
             owner=f"{worker_nodename(request)}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
             lock_ttl_ms=int(config.lock_timeout * 1000), record_ttl=config.result_ttl,
             running_json=running.to_json(),
@@ -112,6 +135,9 @@ class GuardedTask(Task):
             logger.error("task %s (%s): %s", task_id, self.name, error)
             self._finish(claim, running, TaskStatus.FAILED, error=str(error))
             raise error
+        if claim.cancel_requested:  # cancelled while its last holder was dying
+            self._finish(claim, running, TaskStatus.CANCELLED)
+            raise Ignore()
         if claim.crashes:
             logger.warning("task %s (%s): running again after %s crashed execution(s)",
                            task_id, self.name, claim.crashes)
@@ -121,11 +147,20 @@ class GuardedTask(Task):
             claim.lock_value, int(config.lock_timeout * 1000),
             delivery_tag=str((self.request.properties or {}).get("delivery_tag") or ""),
         )
+        # What run() may need: handler tasks report progress and cancel through these.
+        self.request.easyrag_claim, self.request.easyrag_record = claim, running
+        self.request.easyrag_renewal = renewal
         with renewer.keep_alive(renewal):
             try:
                 result = self.run(*args, **kwargs)
             except Retry:
                 self._finish(claim, running, TaskStatus.RETRYING)
+                raise
+            except TaskCancelledError:
+                self._finish(claim, running, TaskStatus.CANCELLED)
+                raise Ignore() from None
+            except TaskTimeoutError as exc:
+                self._finish(claim, running, TaskStatus.TIMEOUT, error=str(exc))
                 raise
             except Exception as exc:
                 self._finish(claim, running, TaskStatus.FAILED,
@@ -141,12 +176,14 @@ class GuardedTask(Task):
         config = get_config()
         task_id = self.request.id
         record = running.replace(
-            status=status, result=result, error=error, progress=100 if status is TaskStatus.COMPLETED else 0,
+            status=status, result=result, error=error,
+            progress=100 if status is TaskStatus.COMPLETED else running.progress,
             finished_at=None if status is TaskStatus.RETRYING else now_iso(),
         )
         recorded = scripts.finish(
             get_redis_instance(),
-            [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id)],
+            [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
+             keys.counters_key()],
             claim.lock_value, status.value, record.to_json(), config.result_ttl,
         )
         if recorded:
@@ -181,11 +218,11 @@ class GuardedTask(Task):
         now = now_iso()
         return TaskRecord(
             task_id=request.id, task_type=self.name,
-            task_data=dict(kwargs) if not args else {"args": list(args), "kwargs": dict(kwargs)},
+            task_data=task_data_of(args, kwargs),
             priority=TaskPriority.NORMAL if priority is None else priority,
             status=TaskStatus.RUNNING, retries=request.retries or 0,
             created_at=self._header(CREATED_AT_HEADER) or now, started_at=now,
-            worker=worker_nodename(request),
+            worker=worker_nodename(request), user_id=self._header(USER_ID_HEADER),
         )
 
     def _header(self, name: str) -> Any:

@@ -8,9 +8,11 @@
     │   └── TaskDataTooLargeError  InvalidTimeoutError
     ├── QueueFullError                       queue_size waiting tasks already
     ├── LockError                            could not acquire / not the holder
-    └── PermanentTaskError                   raised by a handler: fail now, never retried
-        ├── FileAccessError (ValueError)     a path outside ASYNC_TASK_FILE_ROOTS
-        └── TaskCrashLoopError               its executions kept killing their worker
+    ├── PermanentTaskError                   raised by a handler: fail now, never retried
+    │   ├── FileAccessError (ValueError)     a path outside ASYNC_TASK_FILE_ROOTS
+    │   └── TaskCrashLoopError               its executions kept killing their worker
+    ├── TaskTimeoutError                     the handler overran its timeout: final TIMEOUT
+    └── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
 
 Configuration errors are Django's ``ImproperlyConfigured``.
 """
@@ -68,3 +70,11 @@ class FileAccessError(PermanentTaskError, ValueError):
 
 class TaskCrashLoopError(PermanentTaskError):
     """The task's executions killed their worker ASYNC_TASK_MAX_CRASHES times; it is not run again."""
+
+
+class TaskTimeoutError(TaskFrameworkError):
+    """The handler ran longer than its timeout; the task ends TIMEOUT and is not retried."""
+
+
+class TaskCancelledError(TaskFrameworkError):
+    """cancel_task() stopped the task while it ran; it ends CANCELLED."""

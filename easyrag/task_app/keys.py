@@ -8,6 +8,7 @@ key                        type    content
 ``P:task:{id}``            string  the task record, JSON (records.py); expires result_ttl
 ``P:guard:{id}``           hash    state, fence, crashes, cancel, owner: the guard's truth
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
+``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
 =========================  ======  ==============================================================
 """
@@ -36,3 +37,7 @@ def defer_key(task_id: str) -> str:
 
 def task_lock_key(task_id: str) -> str:
     return lock_key(f"task:{task_id}")
+
+
+def counters_key() -> str:
+    return f"{_prefix()}:counters"

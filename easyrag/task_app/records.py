@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
@@ -85,3 +86,19 @@ class TaskRecord:
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
+
+
+@dataclass
+class Task(TaskRecord):
+    """A task as ``get_task_status`` returns it and as a handler receives it.
+
+    Inside a running handler, ``await task.update_progress(percent, message)`` records progress.
+    """
+
+    _report: Callable[[int, str], Awaitable[None]] | None = field(default=None, repr=False, compare=False)
+
+    async def update_progress(self, percent: int, message: str = "") -> None:
+        """Record ``percent`` (clamped to 0-100) and ``message`` in the task's record (one round trip)."""
+        if self._report is None:
+            raise RuntimeError("update_progress() works only inside a running handler")
+        await self._report(max(0, min(100, int(percent))), str(message))

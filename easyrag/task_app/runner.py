@@ -1,4 +1,4 @@
-"""Keeping running tasks' claims alive: one renewal thread per worker process.
+"""Running a claimed task: the renewal thread that keeps claims alive, and the handler event loop.
 
 Every ``interval`` seconds the thread sends one pipelined round trip with a RENEW per running task
 of this process: it resets each lock's TTL, refreshes the score of each task's message in kombu's
@@ -11,17 +11,21 @@ process, not one per task, because starting a thread per task cost ~160 µs of a
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
 from easyrag.task_app import scripts
+from easyrag.task_app.exceptions import TaskCancelledError, TaskTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +117,54 @@ def get_renewer(client: redis.Redis, interval: float) -> LockRenewer:
         if renewer is None or renewer.client is not client or renewer.interval != interval:
             renewer = _renewers[pid] = LockRenewer(client, interval)
         return renewer
+
+
+# --- the event loop that handler coroutines run on ------------------------------------------------
+
+_loops: dict[int, asyncio.AbstractEventLoop] = {}
+
+
+def get_event_loop() -> asyncio.AbstractEventLoop:
+    """This process's handler event loop, running in a daemon thread for the life of the process."""
+    pid = os.getpid()
+    with _renewers_lock:
+        loop = _loops.get(pid)
+        if loop is None:
+            loop = _loops[pid] = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="handler-loop", daemon=True).start()
+        return loop
+
+
+def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]], timeout: float,
+                  renewal: Renewal | None = None) -> Any:
+    """Run a handler coroutine on the process's loop, within ``timeout`` seconds; block until done.
+
+    A cancel request seen by the renewal thread cancels the coroutine (it gets CancelledError at
+    its next await) and this raises TaskCancelledError once the coroutine has unwound; running past
+    ``timeout`` cancels it the same way and raises TaskTimeoutError.
+    """
+    loop = get_event_loop()
+    started = threading.Event()
+    running: list[asyncio.Task] = []
+
+    async def bounded() -> Any:
+        running.append(asyncio.current_task())
+        started.set()
+        async with asyncio.timeout(timeout):
+            return await make_coroutine()
+
+    future = asyncio.run_coroutine_threadsafe(bounded(), loop)
+    if renewal is not None:
+        def cancel() -> None:
+            started.wait()
+            loop.call_soon_threadsafe(running[0].cancel)
+
+        renewal.on_cancel = cancel
+        if renewal.cancel_requested:  # asked before on_cancel was in place
+            cancel()
+    try:
+        return future.result()
+    except TimeoutError:
+        raise TaskTimeoutError(f"ran longer than its timeout of {timeout:g} s") from None
+    except (asyncio.CancelledError, concurrent.futures.CancelledError):
+        raise TaskCancelledError("cancelled while running") from None

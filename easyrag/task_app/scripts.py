@@ -22,6 +22,7 @@ TERMINAL = "s == 'COMPLETED' or s == 'FAILED' or s == 'CANCELLED' or s == 'TIMEO
 CLAIM = f"""
 -- claim: take a task's lock and mark it RUNNING, unless it finished or a live holder runs it
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] defer marker
+-- KEYS[5] counters hash
 -- ARGV[1] owner           ARGV[2] lock ttl (ms)   ARGV[3] record ttl (s)  ARGV[4] RUNNING record JSON
 -- ARGV[5] deferral token this message carries ('' if none)   ARGV[6] a fresh deferral token
 -- ARGV[7] defer marker ttl (ms)
@@ -45,6 +46,12 @@ end
 local crashes = tonumber(guard[2] or '0')
 if s == 'RUNNING' then  -- RUNNING and no lock: the last holder died without recording an outcome
   crashes = redis.call('HINCRBY', KEYS[1], 'crashes', 1)
+elseif not s then  -- published the plain Celery way: first seen here
+  redis.call('HINCRBY', KEYS[5], 'total', 1)
+  redis.call('HINCRBY', KEYS[5], 'running', 1)
+else  -- PENDING or RETRYING
+  redis.call('HINCRBY', KEYS[5], 'pending', -1)
+  redis.call('HINCRBY', KEYS[5], 'running', 1)
 end
 local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 local value = fence .. ':' .. ARGV[1]
@@ -82,18 +89,25 @@ end
 return 1
 """
 
+# Counter field of each state a task can move into, for the stats (one hash, no scans).
+COUNTERS = """local COUNTER = {RETRYING = 'pending', COMPLETED = 'completed', FAILED = 'failed',
+                 CANCELLED = 'cancelled', TIMEOUT = 'timeout'}
+"""
+
 FINISH = f"""
 -- finish: record a task's outcome and release its lock, if this holder's fence is still current
--- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key
+-- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] counters hash
 -- ARGV[1] lock value      ARGV[2] new state       ARGV[3] record JSON     ARGV[4] record ttl (s)
 -- returns 1 recorded · 0 fenced out (another holder claimed since, or already final): nothing written
-local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
+{COUNTERS}local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
 local s = redis.call('HGET', KEYS[1], 'state')
 if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
 redis.call('HDEL', KEYS[1], 'owner')
+redis.call('HINCRBY', KEYS[4], 'running', -1)
+redis.call('HINCRBY', KEYS[4], COUNTER[ARGV[2]], 1)
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
 if redis.call('GET', KEYS[2]) == ARGV[1] then
@@ -113,6 +127,47 @@ if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+return 1
+"""
+
+SUBMIT = """
+-- submit: record a just-published task PENDING, unless a delivery already claimed it
+-- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
+-- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
+-- returns 1 recorded · 0 the id is known already (a worker was faster, or a re-publish)
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'fence', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'total', 1)
+redis.call('HINCRBY', KEYS[3], 'pending', 1)
+return 1
+"""
+
+CANCEL = f"""
+-- cancel: a waiting task becomes CANCELLED at once; a running one is asked to stop
+-- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
+-- ARGV[1] CANCELLED record JSON                   ARGV[2] record ttl (s)
+-- returns 1 cancelled · 2 running: its holder will cancel it · 0 already final · -1 unknown
+local s = redis.call('HGET', KEYS[1], 'state')
+if not s then
+  return -1
+end
+if {TERMINAL} then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'cancel', '1')
+if s == 'RUNNING' then
+  return 2
+end
+-- PENDING or RETRYING: atomic against CLAIM, so it can never race a start
+redis.call('HSET', KEYS[1], 'state', 'CANCELLED')
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'pending', -1)
+redis.call('HINCRBY', KEYS[3], 'cancelled', 1)
 return 1
 """
 
@@ -183,3 +238,13 @@ def finish(client: redis.Redis, keys: list[str], lock_value: str, state: str, re
 def write(client: redis.Redis, keys: list[str], lock_value: str, record_json: str, record_ttl: int) -> bool:
     """Run WRITE (one round trip): True when the record was replaced."""
     return bool(_script(client, WRITE)(keys=keys, client=client, args=[lock_value, record_json, record_ttl]))
+
+
+def submit(client: redis.Redis, keys: list[str], pending_json: str, record_ttl: int) -> bool:
+    """Run SUBMIT (one round trip): True when the PENDING record was written."""
+    return bool(_script(client, SUBMIT)(keys=keys, client=client, args=[pending_json, record_ttl]))
+
+
+def cancel(client: redis.Redis, keys: list[str], cancelled_json: str, record_ttl: int) -> int:
+    """Run CANCEL (one round trip): 1 cancelled, 2 running (asked to stop), 0 final, -1 unknown."""
+    return int(_script(client, CANCEL)(keys=keys, client=client, args=[cancelled_json, record_ttl]))

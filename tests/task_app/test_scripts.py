@@ -14,7 +14,7 @@ UNACKED_INDEX = "easyrag-test:unacked_index"
 
 def _keys(task_id):
     return [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-            keys.defer_key(task_id)]
+            keys.defer_key(task_id), keys.counters_key()]
 
 
 def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_token="t-new"):
@@ -29,7 +29,9 @@ def _renew(client, task_id, lock_value, tag=""):
 
 def _finish(client, task_id, lock_value, state, worker="w1"):
     record = TaskRecord(task_id=task_id, task_type="t", worker=worker).to_json()
-    return scripts.finish(client, _keys(task_id)[:3], lock_value, state, record, 600)
+    finish_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
+                   keys.counters_key()]
+    return scripts.finish(client, finish_keys, lock_value, state, record, 600)
 
 
 def test_first_claim_takes_the_lock_and_records_running(redis_client):

@@ -1,0 +1,86 @@
+"""The facade: exactly the names EasyRAG's async task documentation uses, on Celery.
+
+    from easyrag.task_app.async_task_framework import submit_task, get_task_status, TaskPriority
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from celery import current_app
+
+from easyrag.common.redis_utils import get_redis_instance
+from easyrag.config import get_config
+from easyrag.task_app import keys, queues
+from easyrag.task_app.base_task import USER_ID_HEADER
+from easyrag.task_app.cancellation import request_cancel
+from easyrag.task_app.exceptions import (
+    InvalidPriorityError,
+    InvalidTaskDataError,
+    InvalidTimeoutError,
+    LockError,
+    PermanentTaskError,
+    QueueFullError,
+    TaskDataTooLargeError,
+    TaskValidationError,
+    UnknownTaskTypeError,
+)
+from easyrag.task_app.lock import DistributedLock
+from easyrag.task_app.records import Task, TaskPriority, TaskStatus
+from easyrag.task_app.task_handlers import (
+    MAX_RETRIES_HEADER,
+    TIMEOUT_HEADER,
+    TaskHandler,
+    load_handler_modules,
+    register_task_handler,
+)
+from easyrag.task_app.validation import validate_submission
+
+__all__ = (
+    "DistributedLock", "InvalidPriorityError", "InvalidTaskDataError", "InvalidTimeoutError", "LockError",
+    "PermanentTaskError", "QueueFullError", "Task", "TaskDataTooLargeError", "TaskHandler", "TaskPriority",
+    "TaskStatus", "TaskValidationError", "UnknownTaskTypeError", "cancel_task", "get_task_status",
+    "register_task_handler", "submit_task",
+)
+
+logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
+_loaded = threading.Event()
+
+
+def _ensure_handlers_loaded() -> None:
+    if not _loaded.is_set():
+        load_handler_modules()
+        _loaded.set()
+
+
+def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskPriority.NORMAL,
+                timeout: float | None = None, max_retries: int | None = None, user_id: Any = None) -> str:
+    """Queue a task for its handler and return its id at once.
+
+    Raises a TaskValidationError subclass naming the bad field (nothing queued or recorded) or
+    QueueFullError.  Round trips: 1 (queue lengths) + the publish + 1 (PENDING record).
+    """
+    _ensure_handlers_loaded()
+    validate_submission(task_type, task_data, priority, timeout, max_retries)
+    client = get_redis_instance()
+    queues.ensure_room(client, get_config().queue_size)
+    headers = {USER_ID_HEADER: user_id, TIMEOUT_HEADER: timeout, MAX_RETRIES_HEADER: max_retries}
+    result = current_app.tasks[task_type].apply_async(
+        kwargs=task_data, priority=int(priority),
+        headers={name: value for name, value in headers.items() if value is not None},
+    )
+    logger.info("task %s (%s): submitted with priority %s", result.id, task_type, TaskPriority(priority).name)
+    return result.id
+
+
+def get_task_status(task_id: str) -> Task | None:
+    """The task's record, or None for an id never submitted (or whose record expired)."""
+    text = get_redis_instance().get(keys.record_key(task_id))
+    return Task.from_json(text) if text else None
+
+
+def cancel_task(task_id: str) -> bool:
+    """Cancel a pending or running task: True if it was; False for unknown or finished tasks."""
+    return request_cancel(task_id)

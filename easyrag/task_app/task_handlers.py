@@ -1,0 +1,135 @@
+"""TaskHandler, register_task_handler and the handler modules workers import.
+
+``register_task_handler(MyHandler)`` makes a Celery task named ``"MyHandler"`` with the guarded
+base (HandlerTask), so ``submit_task("MyHandler", {...})``, ``app.tasks["MyHandler"].delay(...)``,
+chains and groups all run it under the same guard, record and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import logging
+import random
+from typing import Any
+
+from celery import shared_task
+
+from easyrag.common.redis_utils import get_redis_instance
+from easyrag.config import get_config
+from easyrag.task_app import keys, scripts
+from easyrag.task_app.base_task import GuardedTask
+from easyrag.task_app.exceptions import PermanentTaskError, TaskCancelledError, TaskTimeoutError
+from easyrag.task_app.records import Task
+from easyrag.task_app.runner import run_coroutine
+
+logger = logging.getLogger("EasyRAG.task_app.task_handlers")
+
+#: Message headers the facade sets for one task.
+TIMEOUT_HEADER = "easyrag_timeout"
+MAX_RETRIES_HEADER = "easyrag_max_retries"
+
+
+class TaskHandler:
+    """Subclass and implement ``handle_task``; the task type is the class name."""
+
+    def can_handle(self, task_type: str) -> bool:
+        return task_type == type(self).__name__
+
+    async def handle_task(self, task: Task) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+_handlers: dict[str, type[TaskHandler]] = {}
+
+
+def registered_handlers() -> dict[str, type[TaskHandler]]:
+    """task_type → handler class, for every handler registered in this process."""
+    return dict(_handlers)
+
+
+def retry_countdown(retry: int) -> float:
+    """Seconds before the ``retry``-th retry: min(60, 2^(retry-1)) times a random factor in [0.5, 1]."""
+    return min(60.0, 2.0 ** (retry - 1)) * random.uniform(0.5, 1.0)
+
+
+class HandlerTask(GuardedTask):
+    """The Celery task of one TaskHandler: runs its coroutine with timeout, progress and retries."""
+
+    #: The TaskHandler subclass this task runs (set by register_task_handler).
+    handler_class: type[TaskHandler]
+
+    def run_handler(self, task_data: dict[str, Any]) -> Any:
+        request = self.request
+        config = get_config()
+        timeout = float(self._header(TIMEOUT_HEADER) or config.default_timeout)
+        max_retries = self._header(MAX_RETRIES_HEADER)
+        max_retries = config.default_retries if max_retries is None else int(max_retries)
+        record, claim = request.easyrag_record, request.easyrag_claim
+        task = Task(**{name: getattr(record, name) for name in record.__dataclass_fields__},
+                    _report=self._progress_reporter(record, claim.lock_value))
+        handler = self.handler_class()
+        if not handler.can_handle(self.name):
+            raise PermanentTaskError(f"{self.handler_class.__name__} cannot handle task type {self.name!r}")
+        logger.info("task %s (%s): started on %s (attempt %s)", request.id, self.name, record.worker,
+                    request.retries + 1)
+        try:
+            if inspect.iscoroutinefunction(handler.handle_task):
+                result = run_coroutine(lambda: handler.handle_task(task), timeout, request.easyrag_renewal)
+            else:  # a synchronous handle_task is allowed; it cannot be interrupted
+                result = handler.handle_task(task)
+        except (PermanentTaskError, TaskTimeoutError, TaskCancelledError) as error:
+            logger.info("task %s (%s): %s", request.id, self.name, error)
+            raise
+        except Exception as error:
+            if request.retries < max_retries:
+                countdown = retry_countdown(request.retries + 1)
+                logger.warning("task %s (%s): %s: %s; retry %s of %s in %.1f s", request.id, self.name,
+                               type(error).__name__, error, request.retries + 1, max_retries, countdown)
+                raise self.retry(exc=error, countdown=countdown, max_retries=max_retries) from error
+            logger.error("task %s (%s): failed after %s attempt(s): %s", request.id, self.name,
+                         request.retries + 1, error)
+            raise
+        logger.info("task %s (%s): finished", request.id, self.name)
+        return result
+
+    def _progress_reporter(self, record: Any, lock_value: str):
+        """An async callable that writes progress into the record, fenced by this holder's claim."""
+        task_id = self.request.id
+        ttl = get_config().result_ttl
+
+        async def report(percent: int, message: str) -> None:
+            record.progress, record.message = percent, message  # FINISH keeps the last message
+            written = await asyncio.to_thread(
+                scripts.write, get_redis_instance(), [keys.guard_key(task_id), keys.record_key(task_id)],
+                lock_value, record.to_json(), ttl,
+            )
+            if not written:
+                logger.warning("task %s: progress not recorded: this run lost its claim", task_id)
+
+        return report
+
+
+def register_task_handler(handler_class: type[TaskHandler]) -> Any:
+    """Register ``handler_class`` under its class name and return its Celery task."""
+    if not (inspect.isclass(handler_class) and issubclass(handler_class, TaskHandler)):
+        raise TypeError(f"register_task_handler() needs a TaskHandler subclass, got {handler_class!r}")
+    name = handler_class.__name__
+
+    def run(self: HandlerTask, **task_data: Any) -> Any:
+        return self.run_handler(task_data)
+
+    run.__name__ = run.__qualname__ = name
+    run.__module__ = handler_class.__module__
+    task = shared_task(name=name, bind=True, base=HandlerTask, handler_class=handler_class)(run)
+    _handlers[name] = handler_class
+    return task
+
+
+def load_handler_modules() -> None:
+    """Import the built-in handler modules and those of ASYNC_TASK_HANDLER_MODULES (idempotent)."""
+    from tasks import BUILTIN_HANDLER_MODULES
+
+    for module in (*BUILTIN_HANDLER_MODULES, *get_config().handler_modules):
+        importlib.import_module(module)

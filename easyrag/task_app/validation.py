@@ -1,0 +1,56 @@
+"""Submission checks: each bad input raises a TaskValidationError subclass naming the field."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from easyrag.config import get_config
+from easyrag.task_app.exceptions import (
+    InvalidPriorityError,
+    InvalidTaskDataError,
+    InvalidTimeoutError,
+    TaskDataTooLargeError,
+    UnknownTaskTypeError,
+)
+from easyrag.task_app.task_handlers import registered_handlers
+
+MIB = 1024 * 1024
+
+
+def _size(n: int) -> str:
+    return f"{n / MIB:.1f} MiB" if n >= MIB else f"{n} bytes"
+
+
+def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: Any,
+                        max_retries: Any) -> None:
+    """Raise the first problem found; nothing is written anywhere."""
+    handlers = registered_handlers()
+    if not isinstance(task_type, str) or task_type not in handlers:
+        known = ", ".join(sorted(handlers)) or "none"
+        raise UnknownTaskTypeError(f"task_type {task_type!r} is not a registered handler (known: {known})",
+                                   field="task_type")
+    if not isinstance(task_data, dict):
+        raise InvalidTaskDataError(
+            f"task_data must be a JSON object (a dict), got {type(task_data).__name__}", field="task_data")
+    try:
+        size = len(json.dumps(task_data).encode())
+    except (TypeError, ValueError) as error:
+        raise InvalidTaskDataError(f"task_data is not JSON-serializable: {error}",
+                                   field="task_data") from None
+    limit = get_config().max_data_bytes
+    if size > limit:
+        raise TaskDataTooLargeError(
+            f"task_data is {_size(size)}; the limit is ASYNC_TASK_MAX_DATA_BYTES = {_size(limit)}",
+            field="task_data")
+    if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 3:
+        raise InvalidPriorityError(f"priority must be an int from 0 (URGENT) to 3 (LOW), got {priority!r}",
+                                   field="priority")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float)
+                                or not timeout > 0):
+        raise InvalidTimeoutError(f"timeout must be a positive number of seconds, got {timeout!r}",
+                                  field="timeout")
+    if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
+                                    or max_retries < 0):
+        raise InvalidTimeoutError(f"max_retries must be an integer >= 0, got {max_retries!r}",
+                                  field="max_retries")
