@@ -5,4 +5,6 @@ ASYNC_TASK_HANDLER_MODULES.  Each built-in handler's module is added to this lis
 that builds it.
 """
 
-BUILTIN_HANDLER_MODULES: tuple[str, ...] = ()
+BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
+    "tasks.email_send",
+)

@@ -1,0 +1,49 @@
+"""Fixtures of the built-in handler tests: private file roots, storage and backup folders per test."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from easyrag.task_app.async_task_framework import get_task_status
+from easyrag.task_app.records import Task, TaskStatus
+from tests.support.waiting import wait_until
+
+
+@dataclass
+class Folders:
+    """Where one test's handlers may read and write."""
+
+    root: Path  # the only ASYNC_TASK_FILE_ROOTS entry
+    outside: Path  # a folder outside the roots, for escape attempts
+    media: Path  # MEDIA_ROOT: Django's default_storage
+    backups: Path  # ASYNC_TASK_BACKUP_DIR
+
+
+@pytest.fixture
+def folders(tmp_path: Path, env: Callable[..., None], settings) -> Folders:
+    """Point the file roots, MEDIA_ROOT and the backup folder at this test's tmp_path."""
+    made = Folders(tmp_path / "root", tmp_path / "outside", tmp_path / "media", tmp_path / "backups")
+    for folder in (made.root, made.outside, made.media):
+        folder.mkdir()
+    settings.MEDIA_ROOT = str(made.media)  # default_storage follows it (setting_changed)
+    # env() also clears the config cache, so the in-process worker reads these on its next task.
+    env(ASYNC_TASK_FILE_ROOTS=str(made.root), ASYNC_TASK_BACKUP_DIR=str(made.backups))
+    return made
+
+
+def wait_final(task_id: str, timeout: float = 15) -> Task:
+    """The task's record once its status is final."""
+    return wait_until(lambda: (task := get_task_status(task_id)) and task.status.is_final and task,
+                      timeout=timeout, message=f"task {task_id} to finish")
+
+
+def assert_failed_at_once(task: Task, *words: str) -> None:
+    """FAILED on the first attempt (a PermanentTaskError), with every word in the error."""
+    assert task.status is TaskStatus.FAILED, (task.status, task.error)
+    assert task.retries == 0, task.error
+    for word in words:
+        assert word in task.error, (word, task.error)
