@@ -3,6 +3,9 @@
 BENCH_VARIANT=project (and =guarded) load celeryconfig (priority steps, no prefetch, late acks, ...);
 BENCH_VARIANT=defaults sets only the broker, result backend and JSON, leaving the rest to Celery.
 ``bench.noop`` is a plain task; ``bench.guarded_noop`` the same body under GuardedTask.
+BENCH_VARIANT=raw is the project's settings with a plain task that keeps its result (as Celery does
+by default); BENCH_VARIANT=facade is the project's own app with the same body as a TaskHandler,
+submitted with ``submit_task`` (bench/facade_bench.py).
 """
 
 import os
@@ -12,17 +15,21 @@ import redis
 from celery import Celery
 
 from easyrag.config import get_config
+from easyrag.task_app.async_task_framework import Task, TaskHandler, register_task_handler, submit_task
 from easyrag.task_app.base_task import GuardedTask
 
 VARIANT = os.environ.get("BENCH_VARIANT", "project")
 COUNTER_KEY = "bench:noop:count"
 FIRST_KEY, LAST_KEY = "bench:noop:first", "bench:noop:last"
 
-app = Celery("bench")
-if VARIANT in ("project", "guarded"):
+if VARIANT == "facade":
+    from easyrag.celery import app
+elif VARIANT in ("project", "guarded", "raw"):
+    app = Celery("bench")
     app.config_from_object("celeryconfig")
     app.conf.imports = ()
 else:
+    app = Celery("bench")
     url = get_config().redis.url
     app.conf.update(broker_url=url, result_backend=url, broker_connection_retry_on_startup=True)
 
@@ -48,4 +55,26 @@ def guarded_noop(total: int) -> None:
     _count(total)
 
 
-TASKS = {"defaults": noop, "project": noop, "guarded": guarded_noop}
+@app.task(name="bench.noop_result")
+def noop_result(total: int) -> dict:
+    _count(total)
+    return {}
+
+
+class BenchNoopTaskHandler(TaskHandler):
+    async def handle_task(self, task: Task) -> dict:
+        _count(task.task_data["total"])
+        return {}
+
+
+if VARIANT == "facade":
+    register_task_handler(BenchNoopTaskHandler)
+
+TASKS = {"defaults": noop, "project": noop, "guarded": guarded_noop, "raw": noop_result}
+
+
+def submit(total: int) -> str:
+    """Publish one no-op of this variant the way its users would; return the task id."""
+    if VARIANT == "facade":
+        return submit_task("BenchNoopTaskHandler", {"total": total})
+    return TASKS[VARIANT].apply_async((total,)).id

@@ -11,5 +11,7 @@ app = Celery("easyrag")
 # line naming the variable when a setting is bad.
 app.config_from_object("celeryconfig")
 
-# The guarded base task listens to worker_init, which fires before the worker imports task modules.
-import easyrag.task_app.base_task  # noqa: E402, F401
+# Signal receivers and the stats command must be in place before the worker starts: the guarded
+# base task and the node registry listen to worker_init, sent before task modules are imported.
+import easyrag.task_app.base_task  # noqa: E402
+import easyrag.task_app.nodes  # noqa: E402, F401

@@ -19,6 +19,7 @@ import redis
 from easyrag.celery import app as celery_app
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
+from easyrag.task_app import nodes
 from tests.support.redis_db import CLAIM_KEY, claim_empty_database, delete_keys
 from tests.support.redis_server import RedisServer
 from tests.support.workers import WorkerProcess
@@ -26,7 +27,7 @@ from tests.support.workers import WorkerProcess
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Keys that survive the per-test clean-up: our claim, and kombu's exchange bindings.
 KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
-TEST_HANDLER_MODULES = "tests.support.tasks,tests.support.handlers"
+TEST_HANDLER_MODULES = "tests.support.tasks,tests.support.handlers,tests.support.seed_custom_handler"
 
 
 _session: dict[str, object] = {}
@@ -107,6 +108,8 @@ def live_worker(redis_test_url: str) -> Iterator[object]:
                       hostname=nodename) as worker:
         worker.nodename = nodename
         yield worker
+    # The embedded worker stops without sending worker_shutdown: take it out of the node registry.
+    nodes.forget_node(nodename)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from easyrag.task_app.base_task import USER_ID_HEADER
 from easyrag.task_app.cancellation import request_cancel
 from easyrag.task_app.exceptions import (
     InvalidPriorityError,
+    InvalidRetriesError,
     InvalidTaskDataError,
     InvalidTimeoutError,
     LockError,
@@ -27,8 +28,10 @@ from easyrag.task_app.exceptions import (
     TaskValidationError,
     UnknownTaskTypeError,
 )
+from easyrag.task_app.framework import TaskFramework, get_task_framework, start_task_framework
 from easyrag.task_app.lock import DistributedLock
 from easyrag.task_app.records import Task, TaskPriority, TaskStatus
+from easyrag.task_app.stats import get_task_stats as _collect_stats
 from easyrag.task_app.task_handlers import (
     MAX_RETRIES_HEADER,
     TIMEOUT_HEADER,
@@ -39,10 +42,29 @@ from easyrag.task_app.task_handlers import (
 from easyrag.task_app.validation import validate_submission
 
 __all__ = (
-    "DistributedLock", "InvalidPriorityError", "InvalidTaskDataError", "InvalidTimeoutError", "LockError",
-    "PermanentTaskError", "QueueFullError", "Task", "TaskDataTooLargeError", "TaskHandler", "TaskPriority",
-    "TaskStatus", "TaskValidationError", "UnknownTaskTypeError", "cancel_task", "get_task_status",
-    "register_task_handler", "submit_task",
+    "DistributedLock",
+    "InvalidPriorityError",
+    "InvalidRetriesError",
+    "InvalidTaskDataError",
+    "InvalidTimeoutError",
+    "LockError",
+    "PermanentTaskError",
+    "QueueFullError",
+    "Task",
+    "TaskDataTooLargeError",
+    "TaskFramework",
+    "TaskHandler",
+    "TaskPriority",
+    "TaskStatus",
+    "TaskValidationError",
+    "UnknownTaskTypeError",
+    "cancel_task",
+    "get_task_framework",
+    "get_task_stats",
+    "get_task_status",
+    "register_task_handler",
+    "start_task_framework",
+    "submit_task",
 )
 
 logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
@@ -65,7 +87,8 @@ def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskP
     _ensure_handlers_loaded()
     validate_submission(task_type, task_data, priority, timeout, max_retries)
     client = get_redis_instance()
-    queues.ensure_room(client, get_config().queue_size)
+    framework = get_task_framework()
+    queues.ensure_room(client, framework.queue_size if framework.running else get_config().queue_size)
     headers = {USER_ID_HEADER: user_id, TIMEOUT_HEADER: timeout, MAX_RETRIES_HEADER: max_retries}
     result = current_app.tasks[task_type].apply_async(
         kwargs=task_data, priority=int(priority),
@@ -84,3 +107,8 @@ def get_task_status(task_id: str) -> Task | None:
 def cancel_task(task_id: str) -> bool:
     """Cancel a pending or running task: True if it was; False for unknown or finished tasks."""
     return request_cancel(task_id)
+
+
+def get_task_stats() -> dict[str, Any]:
+    """Cluster-wide counts, queue lengths per priority and per-worker figures (see stats.py)."""
+    return _collect_stats(get_task_framework().instance_id)

@@ -5,7 +5,7 @@
     TaskFrameworkError                       base of everything we raise on purpose
     ├── TaskValidationError (ValueError)     a submission refused; nothing queued or recorded
     │   ├── UnknownTaskTypeError  InvalidPriorityError  InvalidTaskDataError
-    │   └── TaskDataTooLargeError  InvalidTimeoutError
+    │   └── TaskDataTooLargeError  InvalidTimeoutError  InvalidRetriesError
     ├── QueueFullError                       queue_size waiting tasks already
     ├── LockError                            could not acquire / not the holder
     ├── PermanentTaskError                   raised by a handler: fail now, never retried
@@ -49,7 +49,11 @@ class TaskDataTooLargeError(TaskValidationError):
 
 
 class InvalidTimeoutError(TaskValidationError):
-    """The timeout (or retry count) is not a positive number."""
+    """The timeout is not a positive number of seconds."""
+
+
+class InvalidRetriesError(TaskValidationError):
+    """max_retries is not an integer >= 0."""
 
 
 class QueueFullError(TaskFrameworkError):

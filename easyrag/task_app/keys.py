@@ -9,6 +9,8 @@ key                        type    content
 ``P:guard:{id}``           hash    state, fence, crashes, cancel, owner: the guard's truth
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
 ``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
+``P:nodes``                 set     names of worker nodes that registered (nodes.py)
+``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
 =========================  ======  ==============================================================
 """
@@ -41,3 +43,11 @@ def task_lock_key(task_id: str) -> str:
 
 def counters_key() -> str:
     return f"{_prefix()}:counters"
+
+
+def nodes_key() -> str:
+    return f"{_prefix()}:nodes"
+
+
+def node_key(nodename: str) -> str:
+    return f"{_prefix()}:node:{nodename}"

@@ -98,10 +98,12 @@ FINISH = f"""
 -- finish: record a task's outcome and release its lock, if this holder's fence is still current
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] counters hash
 -- ARGV[1] lock value      ARGV[2] new state       ARGV[3] record JSON     ARGV[4] record ttl (s)
--- returns 1 recorded · 0 fenced out (another holder claimed since, or already final): nothing written
+-- returns 1 recorded · 0 fenced out (another holder claimed since, or not RUNNING): nothing written
 {COUNTERS}local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
 local s = redis.call('HGET', KEYS[1], 'state')
-if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
+-- RUNNING too: after this holder released for a retry its fence is still current until the
+-- next claim, and a late write must not overwrite the RETRYING state
+if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or s ~= 'RUNNING' then
   return 0
 end
 redis.call('HSET', KEYS[1], 'state', ARGV[2])
@@ -116,14 +118,14 @@ end
 return 1
 """
 
-WRITE = f"""
+WRITE = """
 -- write: replace a running task's record (progress), if this holder's fence is still current
 -- KEYS[1] guard hash      KEYS[2] record key
 -- ARGV[1] lock value      ARGV[2] record JSON     ARGV[3] record ttl (s)
 -- returns 1 written · 0 fenced out
 local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
-local s = redis.call('HGET', KEYS[1], 'state')
-if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or {TERMINAL} then
+if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence
+    or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
   return 0
 end
 redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])

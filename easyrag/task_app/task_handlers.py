@@ -128,8 +128,18 @@ def register_task_handler(handler_class: type[TaskHandler]) -> Any:
 
 
 def load_handler_modules() -> None:
-    """Import the built-in handler modules and those of ASYNC_TASK_HANDLER_MODULES (idempotent)."""
+    """Import the built-in handler modules and those of ASYNC_TASK_HANDLER_MODULES (idempotent).
+
+    Handlers may use Django models, so a plain script that submits tasks gets Django set up here
+    (workers have it from Celery's Django fix-up, manage.py and pytest-django from Django).
+    """
+    import django
+    from django.apps import apps
+
     from tasks import BUILTIN_HANDLER_MODULES
+
+    if not apps.apps_ready:  # (inside Django's own set-up, e.g. from AppConfig.ready(), it is)
+        django.setup()
 
     for module in (*BUILTIN_HANDLER_MODULES, *get_config().handler_modules):
         importlib.import_module(module)

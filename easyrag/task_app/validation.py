@@ -8,6 +8,7 @@ from typing import Any
 from easyrag.config import get_config
 from easyrag.task_app.exceptions import (
     InvalidPriorityError,
+    InvalidRetriesError,
     InvalidTaskDataError,
     InvalidTimeoutError,
     TaskDataTooLargeError,
@@ -52,5 +53,5 @@ def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: 
                                   field="timeout")
     if max_retries is not None and (isinstance(max_retries, bool) or not isinstance(max_retries, int)
                                     or max_retries < 0):
-        raise InvalidTimeoutError(f"max_retries must be an integer >= 0, got {max_retries!r}",
+        raise InvalidRetriesError(f"max_retries must be an integer >= 0, got {max_retries!r}",
                                   field="max_retries")

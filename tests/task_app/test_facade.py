@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 
 import pytest
+from celery import chain, group
 
 from easyrag.celery import app
-from easyrag.task_app import keys
+from easyrag.task_app import keys, queues
 from easyrag.task_app.async_task_framework import (
     InvalidPriorityError,
+    InvalidRetriesError,
     InvalidTaskDataError,
     InvalidTimeoutError,
     QueueFullError,
@@ -128,6 +132,17 @@ def test_plain_celery_delay_gets_the_same_record(live_worker):
     assert task.result == {"echo": {"y": 2}, "user_id": None}
 
 
+def test_chains_and_groups_get_records_too(live_worker):
+    echo = app.tasks["EchoTaskHandler"]
+    chained = chain(echo.si(step=1), echo.si(step=2)).apply_async()
+    grouped = group(echo.si(member=n) for n in range(3)).apply_async()
+    ids = [chained.parent.id, chained.id, *(result.id for result in grouped.results)]
+    tasks = [_wait_for(task_id, TaskStatus.COMPLETED) for task_id in ids]
+    expected = [{"step": 1}, {"step": 2}, *({"member": n} for n in range(3))]
+    assert [task.task_data for task in tasks] == expected
+    assert {task.task_type for task in tasks} == {"EchoTaskHandler"}
+
+
 @pytest.mark.parametrize(("arguments", "error", "field"), [
     (("NoSuchTaskHandler", {}), UnknownTaskTypeError, "task_type"),
     (("EchoTaskHandler", ["not", "a", "dict"]), InvalidTaskDataError, "task_data"),
@@ -137,6 +152,8 @@ def test_plain_celery_delay_gets_the_same_record(live_worker):
     (("EchoTaskHandler", {}, "HIGH"), InvalidPriorityError, "priority"),
     (("EchoTaskHandler", {}, 2, 0), InvalidTimeoutError, "timeout"),
     (("EchoTaskHandler", {}, 2, -5), InvalidTimeoutError, "timeout"),
+    (("EchoTaskHandler", {}, 2, None, -1), InvalidRetriesError, "max_retries"),
+    (("EchoTaskHandler", {}, 2, None, 1.5), InvalidRetriesError, "max_retries"),
 ])
 def test_bad_input_raises_the_named_error_and_writes_nothing(redis_client, arguments, error, field):
     before = redis_client.dbsize()
@@ -158,3 +175,26 @@ def test_queue_full_until_a_worker_drains_it(env, redis_client, worker_process):
     worker_process("drain")
     wait_until(lambda: redis_client.llen("celery:2") == 0, timeout=30, message="the queue to drain")
     assert get_task_status(submit_task("EchoTaskHandler", {})) is not None
+
+
+def test_a_burst_of_submitters_overshoots_the_bound_by_at_most_their_number(env, redis_client):
+    bound, submitters = 20, 8
+    env(ASYNC_TASK_QUEUE_SIZE=str(bound))
+    accepted: list[str] = []
+    start = threading.Barrier(submitters)
+
+    def submit_until_full() -> None:
+        start.wait()
+        with contextlib.suppress(QueueFullError):
+            while True:
+                accepted.append(submit_task("EchoTaskHandler", {}))
+
+    threads = [threading.Thread(target=submit_until_full) for _ in range(submitters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    queued = sum(queues.queue_sizes(redis_client).values())
+    assert bound <= queued <= bound + submitters - 1
+    assert queued == len(accepted) == len(set(accepted))
+    assert all(get_task_status(task_id).status is TaskStatus.PENDING for task_id in accepted)

@@ -2,130 +2,232 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
+import pytest
+
 from easyrag.task_app import keys, scripts
-from easyrag.task_app.records import TaskRecord
+from easyrag.task_app.records import TaskRecord, TaskStatus
 from tests.support.waiting import wait_until
 
 UNACKED_INDEX = "easyrag-test:unacked_index"
+DEFER_TTL_MS = 4000
 
 
-def _keys(task_id):
-    return [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-            keys.defer_key(task_id), keys.counters_key()]
+def _new_task():
+    return str(uuid.uuid4())
+
+
+def _record_json(task_id, worker, status=TaskStatus.RUNNING):
+    return TaskRecord(task_id=task_id, task_type="t", status=status, worker=worker).to_json()
 
 
 def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_token="t-new"):
-    record = TaskRecord(task_id=task_id, task_type="t", worker=owner).to_json()
-    return scripts.claim(client, _keys(task_id), owner, lock_ttl_ms, 600, record, carried, new_token, 4000)
+    claim_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
+                  keys.defer_key(task_id), keys.counters_key()]
+    return scripts.claim(client, claim_keys, owner, lock_ttl_ms, 600, _record_json(task_id, owner),
+                         carried, new_token, DEFER_TTL_MS)
 
 
-def _renew(client, task_id, lock_value, tag=""):
-    return scripts.renew(client, [keys.task_lock_key(task_id), keys.guard_key(task_id), UNACKED_INDEX],
-                         lock_value, 10_000, tag, time.time())
+def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
+    renew_keys = [keys.task_lock_key(task_id), keys.guard_key(task_id), UNACKED_INDEX]
+    return scripts.renew(client, renew_keys, lock_value, lock_ttl_ms, tag, now)
 
 
-def _finish(client, task_id, lock_value, state, worker="w1"):
-    record = TaskRecord(task_id=task_id, task_type="t", worker=worker).to_json()
+def _finish(client, task_id, lock_value, state, record_json):
     finish_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
                    keys.counters_key()]
-    return scripts.finish(client, finish_keys, lock_value, state, record, 600)
+    return scripts.finish(client, finish_keys, lock_value, state, record_json, 600)
 
 
-def test_first_claim_takes_the_lock_and_records_running(redis_client):
-    task_id = str(uuid.uuid4())
+def _write(client, task_id, lock_value, record_json):
+    return scripts.write(client, [keys.guard_key(task_id), keys.record_key(task_id)], lock_value,
+                         record_json, 600)
+
+
+def _wait_lock_gone(client, task_id):
+    wait_until(lambda: not client.exists(keys.task_lock_key(task_id)), timeout=5, message="lock expiry")
+
+
+def test_first_claim_takes_lock_with_fence_1_and_records_running(redis_client):
+    task_id = _new_task()
     claim = _claim(redis_client, task_id)
-    assert (claim.outcome, claim.lock_value, claim.crashes) == ("OK", "1:w1:1:a", 0)
+    assert (claim.outcome, claim.lock_value, claim.crashes, claim.cancel_requested) == ("OK", "1:w1:1:a", 0,
+                                                                                         False)
     assert redis_client.get(keys.task_lock_key(task_id)) == "1:w1:1:a"
-    assert 0 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
-    assert TaskRecord.from_json(redis_client.get(keys.record_key(task_id))).worker == "w1:1:a"
+    assert 9_000 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000
+    guard = redis_client.hgetall(keys.guard_key(task_id))
+    assert (guard["state"], guard["fence"], guard["owner"]) == ("RUNNING", "1", "w1:1:a")
+    assert guard.get("crashes", "0") == "0"
+    assert redis_client.get(keys.record_key(task_id)) == _record_json(task_id, "w1:1:a")
+    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
+    assert not redis_client.exists(keys.defer_key(task_id))
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}
 
 
-def test_busy_claims_defer_once_and_only_the_live_deferral_renews_the_marker(redis_client):
-    task_id = str(uuid.uuid4())
+def test_claim_while_lock_is_held_is_busy_defers_and_sets_marker_to_its_token(redis_client):
+    task_id = _new_task()
     _claim(redis_client, task_id)
-    first = _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
-    assert (first.outcome, first.must_defer) == ("BUSY", True) and 0 < first.lock_ttl_ms <= 10_000
+    record = redis_client.get(keys.record_key(task_id))
+    busy = _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
+    assert (busy.outcome, busy.must_defer) == ("BUSY", True)
+    assert 9_000 < busy.lock_ttl_ms <= 10_000
     assert redis_client.get(keys.defer_key(task_id)) == "t1"
-    duplicate = _claim(redis_client, task_id, owner="w2:2:b", new_token="t2")
+    assert 0 < redis_client.pttl(keys.defer_key(task_id)) <= DEFER_TTL_MS
+    assert redis_client.get(keys.task_lock_key(task_id)) == "1:w1:1:a"
+    assert redis_client.get(keys.record_key(task_id)) == record
+    assert redis_client.hget(keys.guard_key(task_id), "fence") == "1"
+
+
+@pytest.mark.parametrize("carried", ["", "t-other"])
+def test_busy_claim_without_the_markers_token_is_dropped_and_keeps_the_marker(redis_client, carried):
+    task_id = _new_task()
+    _claim(redis_client, task_id)
+    _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
+    duplicate = _claim(redis_client, task_id, owner="w3:3:c", carried=carried, new_token="t2")
     assert (duplicate.outcome, duplicate.must_defer) == ("BUSY", False)
+    assert redis_client.get(keys.defer_key(task_id)) == "t1"
+    assert redis_client.get(keys.task_lock_key(task_id)) == "1:w1:1:a"
+
+
+def test_busy_claim_carrying_the_markers_token_defers_again_and_replaces_the_marker(redis_client):
+    task_id = _new_task()
+    _claim(redis_client, task_id)
+    _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
     deferral = _claim(redis_client, task_id, owner="w2:2:b", carried="t1", new_token="t3")
     assert (deferral.outcome, deferral.must_defer) == ("BUSY", True)
     assert redis_client.get(keys.defer_key(task_id)) == "t3"
+    stale = _claim(redis_client, task_id, owner="w2:2:b", carried="t1", new_token="t4")
+    assert stale.must_defer is False  # t1 was replaced: its copy is a duplicate now
+    assert redis_client.get(keys.defer_key(task_id)) == "t3"
 
 
-def test_finish_records_the_outcome_releases_the_lock_and_later_claims_are_done(redis_client):
-    for state in ("COMPLETED", "CANCELLED"):
-        task_id = str(uuid.uuid4())
-        claim = _claim(redis_client, task_id)
-        assert _finish(redis_client, task_id, claim.lock_value, state) is True
-        assert not redis_client.exists(keys.task_lock_key(task_id))
-        assert redis_client.hget(keys.guard_key(task_id), "state") == state
-        again = _claim(redis_client, task_id)
-        assert (again.outcome, again.state) == ("DONE", state)
-
-
-def test_retrying_release_lets_the_next_delivery_claim_without_a_crash(redis_client):
-    task_id = str(uuid.uuid4())
+@pytest.mark.parametrize("state", ["COMPLETED", "CANCELLED"])
+def test_finish_records_final_state_releases_lock_and_later_claims_are_done(redis_client, state):
+    task_id = _new_task()
     claim = _claim(redis_client, task_id)
-    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING") is True
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus(state))
+    assert _finish(redis_client, task_id, claim.lock_value, state, final) is True
+    assert not redis_client.exists(keys.task_lock_key(task_id))
+    guard = redis_client.hgetall(keys.guard_key(task_id))
+    assert guard["state"] == state and "owner" not in guard
+    assert redis_client.get(keys.record_key(task_id)) == final
+    assert redis_client.hget(keys.counters_key(), "running") == "0"
+    assert redis_client.hget(keys.counters_key(), state.lower()) == "1"
+
+    again = _claim(redis_client, task_id, owner="w2:2:b")
+    assert (again.outcome, again.state) == ("DONE", state)
+    assert not redis_client.exists(keys.task_lock_key(task_id))
+    assert redis_client.get(keys.record_key(task_id)) == final
+    assert redis_client.hget(keys.guard_key(task_id), "fence") == "1"
+
+
+def test_finish_retrying_releases_lock_and_next_claim_takes_fence_2_without_a_crash(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) is True
+    assert not redis_client.exists(keys.task_lock_key(task_id))
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "RETRYING"
+    assert redis_client.get(keys.record_key(task_id)) == retrying
+
     retry = _claim(redis_client, task_id)
     assert (retry.outcome, retry.lock_value, retry.crashes) == ("OK", "2:w1:1:a", 0)
+    assert redis_client.get(keys.task_lock_key(task_id)) == "2:w1:1:a"
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
+    assert redis_client.hget(keys.guard_key(task_id), "crashes") in (None, "0")
 
 
-def test_claim_after_a_dead_holders_lock_expired_counts_a_crash_and_fences_the_old_holder(redis_client):
-    task_id = str(uuid.uuid4())
+def test_holder_released_for_retry_can_neither_write_nor_finish_again(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) is True
+    # its fence is still the current one until the retry claims, yet it is no longer RUNNING
+    assert _write(redis_client, task_id, claim.lock_value, _record_json(task_id, "late")) is False
+    completed = _record_json(task_id, "late", status=TaskStatus.COMPLETED)
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", completed) is False
+    assert redis_client.get(keys.record_key(task_id)) == retrying
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "RETRYING"
+    assert redis_client.hgetall(keys.counters_key()) == {"running": "0", "pending": "1", "total": "1"}
+
+
+def test_claim_after_dead_holders_lock_expired_counts_a_crash_and_fences_out_the_stale_holder(redis_client):
+    task_id = _new_task()
     dead = _claim(redis_client, task_id, owner="w1:1:a", lock_ttl_ms=50)
-    wait_until(lambda: not redis_client.exists(keys.task_lock_key(task_id)), message="lock expiry")
+    _wait_lock_gone(redis_client, task_id)
     takeover = _claim(redis_client, task_id, owner="w2:2:b")
     assert (takeover.outcome, takeover.lock_value, takeover.crashes) == ("OK", "2:w2:2:b", 1)
-    record_before = redis_client.get(keys.record_key(task_id))
-    assert _finish(redis_client, task_id, dead.lock_value, "COMPLETED", worker="zombie") is False
-    assert scripts.write(redis_client, [keys.guard_key(task_id), keys.record_key(task_id)],
-                         dead.lock_value, "{}", 600) is False
-    assert redis_client.get(keys.record_key(task_id)) == record_before
+    assert redis_client.hget(keys.guard_key(task_id), "crashes") == "1"
+    record = redis_client.get(keys.record_key(task_id))
+    assert record == _record_json(task_id, "w2:2:b")
+
+    zombie = _record_json(task_id, "zombie", status=TaskStatus.COMPLETED)
+    assert _finish(redis_client, task_id, dead.lock_value, "COMPLETED", zombie) is False
+    assert _write(redis_client, task_id, dead.lock_value, zombie) is False
+    assert redis_client.get(keys.record_key(task_id)) == record
     assert redis_client.get(keys.task_lock_key(task_id)) == "2:w2:2:b"
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
+    assert 9_000 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000
+    guard = redis_client.hgetall(keys.guard_key(task_id))
+    assert (guard["state"], guard["fence"], guard["owner"]) == ("RUNNING", "2", "w2:2:b")
 
 
-def test_renew_extends_reacquires_a_lapse_and_is_fenced_out_after_a_takeover(redis_client):
-    task_id = str(uuid.uuid4())
-    claim = _claim(redis_client, task_id, lock_ttl_ms=50)
-    wait_until(lambda: not redis_client.exists(keys.task_lock_key(task_id)), message="lock lapse")
-    assert _renew(redis_client, task_id, claim.lock_value) == 1  # lapsed, nobody took over
+def test_renew_by_holder_returns_1_and_resets_the_lock_ttl(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id, lock_ttl_ms=2_000)
+    assert _renew(redis_client, task_id, claim.lock_value, lock_ttl_ms=10_000) == 1
+    assert 9_000 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000
     assert redis_client.get(keys.task_lock_key(task_id)) == claim.lock_value
-    assert redis_client.pttl(keys.task_lock_key(task_id)) > 5000
-    redis_client.delete(keys.task_lock_key(task_id))
-    takeover = _claim(redis_client, task_id, owner="w2:2:b")
-    assert _renew(redis_client, task_id, claim.lock_value) == -1
-    assert redis_client.get(keys.task_lock_key(task_id)) == takeover.lock_value
 
 
-def test_renew_reports_a_cancel_request(redis_client):
-    task_id = str(uuid.uuid4())
-    claim = _claim(redis_client, task_id)
+def test_renew_after_lapse_without_takeover_reacquires_the_lock(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id, lock_ttl_ms=50)
+    _wait_lock_gone(redis_client, task_id)
+    assert _renew(redis_client, task_id, claim.lock_value) == 1
+    assert redis_client.get(keys.task_lock_key(task_id)) == claim.lock_value
+    assert 9_000 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000
+    assert redis_client.hget(keys.guard_key(task_id), "fence") == "1"
+
+
+def test_renew_after_takeover_returns_minus_1_and_leaves_the_new_lock_and_unacked_index(redis_client):
+    task_id = _new_task()
+    old = _claim(redis_client, task_id, lock_ttl_ms=50)
+    _wait_lock_gone(redis_client, task_id)
+    new = _claim(redis_client, task_id, owner="w2:2:b", lock_ttl_ms=5_000)
+    redis_client.zadd(UNACKED_INDEX, {"tag-1": 1.0})
+    assert _renew(redis_client, task_id, old.lock_value, lock_ttl_ms=10_000, tag="tag-1", now=2000.0) == -1
+    assert redis_client.get(keys.task_lock_key(task_id)) == new.lock_value
+    assert 0 < redis_client.pttl(keys.task_lock_key(task_id)) <= 5_000
+    assert redis_client.zscore(UNACKED_INDEX, "tag-1") == 1.0
+
+
+def test_renew_returns_2_when_cancel_was_requested(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id, lock_ttl_ms=2_000)
     redis_client.hset(keys.guard_key(task_id), "cancel", "1")
     assert _renew(redis_client, task_id, claim.lock_value) == 2
+    assert 9_000 < redis_client.pttl(keys.task_lock_key(task_id)) <= 10_000  # renewed all the same
 
 
-def test_renew_refreshes_kombus_unacked_score_but_never_recreates_an_entry(redis_client):
-    task_id = str(uuid.uuid4())
+def test_renew_refreshes_existing_unacked_score_but_never_adds_a_missing_member(redis_client):
+    task_id = _new_task()
     claim = _claim(redis_client, task_id)
     redis_client.zadd(UNACKED_INDEX, {"tag-1": 1.0})
-    _renew(redis_client, task_id, claim.lock_value, tag="tag-1")
-    assert redis_client.zscore(UNACKED_INDEX, "tag-1") > time.time() - 60
-    _renew(redis_client, task_id, claim.lock_value, tag="tag-acked")
+    assert _renew(redis_client, task_id, claim.lock_value, tag="tag-1", now=1234.5) == 1
+    assert redis_client.zscore(UNACKED_INDEX, "tag-1") == 1234.5
+    assert _renew(redis_client, task_id, claim.lock_value, tag="tag-acked", now=1300.0) == 1
     assert redis_client.zscore(UNACKED_INDEX, "tag-acked") is None
+    assert redis_client.zrange(UNACKED_INDEX, 0, -1, withscores=True) == [("tag-1", 1234.5)]
 
 
-def test_write_replaces_the_record_only_while_running(redis_client):
-    task_id = str(uuid.uuid4())
+def test_write_by_holder_replaces_the_record_and_is_refused_after_finish(redis_client):
+    task_id = _new_task()
     claim = _claim(redis_client, task_id)
-    write_keys = [keys.guard_key(task_id), keys.record_key(task_id)]
-    assert scripts.write(redis_client, write_keys, claim.lock_value, '{"progress":50}', 600) is True
+    assert _write(redis_client, task_id, claim.lock_value, '{"progress":50}') is True
     assert redis_client.get(keys.record_key(task_id)) == '{"progress":50}'
-    _finish(redis_client, task_id, claim.lock_value, "COMPLETED")
-    assert scripts.write(redis_client, write_keys, claim.lock_value, '{"progress":60}', 600) is False
+    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final) is True
+    assert _write(redis_client, task_id, claim.lock_value, '{"progress":60}') is False
+    assert redis_client.get(keys.record_key(task_id)) == final

@@ -1,0 +1,99 @@
+"""start_task_framework / get_task_framework: a Celery worker started from code, and its queue.
+
+The seed starts its framework from code (``start_task_framework(max_workers=4, queue_size=100)``).
+Here that starts a real ``celery -A easyrag worker`` in a child process (prefork pools need a main
+thread of their own), named ``instance_id@<host>`` as the management command names its workers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from easyrag.common.redis_utils import get_redis_instance
+from easyrag.config import get_config
+from easyrag.task_app import queues
+
+logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class BrokerQueue:
+    """What the seed's ``framework.task_queue`` was: here, the tasks waiting in the broker."""
+
+    def qsize(self) -> int:
+        """Messages waiting in the broker's priority lists (cancelled ones until a worker drops them)."""
+        return sum(queues.queue_sizes(get_redis_instance()).values())
+
+
+class TaskFramework:
+    """One process's view of the task layer, and the worker it started, if any."""
+
+    def __init__(self, max_workers: int, queue_size: int, instance_id: str | None = None) -> None:
+        self.max_workers = max_workers
+        self.queue_size = queue_size
+        self.instance_id = instance_id or f"{socket.gethostname()}-{os.getpid()}"
+        self.nodename = f"{self.instance_id}@{socket.gethostname()}"
+        self.task_queue = BrokerQueue()
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> TaskFramework:
+        """Start the worker in the background (returns at once)."""
+        if self.running:
+            return self
+        env = {**os.environ, "ASYNC_TASK_WORKERS": str(self.max_workers),
+               "ASYNC_TASK_QUEUE_SIZE": str(self.queue_size)}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "easyrag", "worker", "-c", str(self.max_workers),
+             "-n", f"{self.instance_id}@%h", "-l", "info"], cwd=ROOT, env=env,
+        )
+        logger.info("started worker %s (concurrency %s, pid %s)", self.nodename, self.max_workers,
+                    self.process.pid)
+        return self
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Warm shutdown: running tasks finish, then the worker exits."""
+        if not self.running:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        logger.info("stopped worker %s", self.nodename)
+
+
+_framework: TaskFramework | None = None
+_lock = threading.Lock()
+
+
+def get_task_framework() -> TaskFramework:
+    """This process's framework, started or not (configured from the settings when not started)."""
+    global _framework
+    with _lock:
+        if _framework is None:
+            config = get_config()
+            _framework = TaskFramework(config.max_workers, config.queue_size)
+        return _framework
+
+
+def start_task_framework(max_workers: int = 4, queue_size: int = 100,
+                         instance_id: str | None = None) -> TaskFramework:
+    """Start a worker from code in the background and return the framework (``.stop()`` stops it)."""
+    global _framework
+    with _lock:
+        if _framework is not None and _framework.running:
+            return _framework
+        _framework = TaskFramework(max_workers, queue_size, instance_id)
+    return _framework.start()
