@@ -1,0 +1,101 @@
+"""DataProcessTaskHandler: a real CSV streamed from the file roots, with known aggregates."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from easyrag.task_app.async_task_framework import TaskStatus, get_task_status, submit_task
+from tests.handlers.conftest import assert_failed_at_once, wait_final
+from tests.support.waiting import wait_until
+
+
+def test_profile_of_a_csv_with_known_aggregates(live_worker, folders):
+    (folders.root / "people.csv").write_text(
+        "\ufeffname,age,score,active,joined,note,blank\n"  # a BOM, as Excel writes it
+        "ann,34,1.5,true,2024-01-02,,\n"
+        "bob,28,2,no,2023-12-31,hi,\n"
+        "\n"
+        "cy,,-0.5,yes,2024-02-29,\"x, y\",\n"
+        "dee,40,10,false,2022-06-01,z\n",  # a short row: the missing field is empty
+        encoding="utf-8",
+    )
+    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "people.csv"}))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.progress == 100
+    assert task.result == {"rows": 4, "columns": {
+        "name": {"type": "string", "count": 4},
+        "age": {"type": "integer", "count": 3, "min": 28, "max": 40, "mean": 34.0},
+        "score": {"type": "float", "count": 4, "min": -0.5, "max": 10.0, "mean": 3.25},
+        "active": {"type": "boolean", "count": 4},
+        "joined": {"type": "date", "count": 4},
+        "note": {"type": "string", "count": 3},
+        "blank": {"type": "empty", "count": 0},
+    }}
+
+
+def test_a_large_file_is_streamed_with_progress_by_bytes(live_worker, folders):
+    path = folders.root / "big.csv"
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["id", "value", "label"])
+        for number in range(1, 60_001):
+            writer.writerow([number, number % 100, f"row-{number}"])
+    task_id = submit_task("DataProcessTaskHandler", {"data_source": str(path)})
+    seen: set[int] = set()
+
+    def finished():
+        task = get_task_status(task_id)
+        seen.add(task.progress)
+        return task.status.is_final and task
+
+    task = wait_until(finished, timeout=30, interval=0.01, message="the big CSV")
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.result["rows"] == 60_000
+    assert task.result["columns"]["id"] == {"type": "integer", "count": 60_000, "min": 1, "max": 60_000,
+                                           "mean": 30_000.5}
+    assert task.result["columns"]["value"]["mean"] == pytest.approx(49.5)
+    assert task.result["columns"]["label"] == {"type": "string", "count": 60_000}
+    assert "60000 rows" in task.message
+    assert any(0 < percent < 100 for percent in seen), seen  # progress between start and end
+
+
+def test_a_header_only_file_has_no_rows_and_empty_columns(live_worker, folders):
+    (folders.root / "header.csv").write_text("a,b\n")
+    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "header.csv"}))
+    assert task.result == {"rows": 0, "columns": {"a": {"type": "empty", "count": 0},
+                                                  "b": {"type": "empty", "count": 0}}}
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    ("a,b\n1,2,3\n", ["line 2 has 3 fields"]),
+    ("a,a\n1,2\n", ["column name 'a' twice"]),
+    (b"a,b\n\xff\xfe,1\n", ["not UTF-8"]),
+])
+def test_a_malformed_file_fails_at_once_naming_data_source(live_worker, folders, content, words):
+    path = folders.root / "bad.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "bad.csv"}, max_retries=3))
+    assert_failed_at_once(task, "data_source", *words)
+
+
+@pytest.mark.parametrize(("task_data", "words"), [
+    ({}, ["data_source"]),
+    ({"data_source": 5}, ["data_source"]),
+    ({"data_source": "missing.csv"}, ["data_source", "missing.csv", "not a file"]),
+    ({"data_source": "."}, ["data_source", "not a file"]),
+])
+def test_bad_data_source_fails_at_once(live_worker, folders, task_data, words):
+    assert_failed_at_once(wait_final(submit_task("DataProcessTaskHandler", task_data, max_retries=3)), *words)
+
+
+def test_paths_out_of_the_roots_are_refused(live_worker, folders):
+    secret = folders.outside / "secret.csv"
+    secret.write_text("password\nhunter2\n")
+    (folders.root / "link.csv").symlink_to(secret)
+    for source, words in (("../outside/secret.csv", ["resolves to"]), (str(secret), ["resolves to"]),
+                          ("link.csv", ["symlink"])):
+        task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": source}, max_retries=3))
+        assert_failed_at_once(task, "data_source", source, "outside ASYNC_TASK_FILE_ROOTS", *words)
+        assert task.result is None

@@ -1,0 +1,73 @@
+"""confined_path(): task-data paths resolve inside ASYNC_TASK_FILE_ROOTS or are refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from easyrag.task_app.exceptions import FileAccessError, PermanentTaskError
+from tasks.paths import confined_path
+
+
+@pytest.fixture
+def roots(tmp_path, env):
+    first, second, outside = tmp_path / "first", tmp_path / "second", tmp_path / "outside"
+    for folder in (first, second, outside):
+        folder.mkdir()
+    env(ASYNC_TASK_FILE_ROOTS=f"{first},{second}")
+    return first, second, outside
+
+
+def test_a_relative_path_is_taken_against_the_first_root(roots):
+    first, _, _ = roots
+    assert confined_path("reports/q1.csv", "data_source") == first / "reports" / "q1.csv"
+    assert confined_path("a/../b.csv", "data_source") == first / "b.csv"  # ".." that stays inside
+
+
+def test_an_absolute_path_inside_any_root_is_kept(roots):
+    _, second, _ = roots
+    (second / "in.csv").write_text("x")
+    assert confined_path(str(second / "in.csv"), "data_source") == second / "in.csv"
+
+
+def test_a_symlink_inside_the_roots_to_a_file_inside_is_followed(roots):
+    first, second, _ = roots
+    (second / "target.txt").write_text("x")
+    (first / "link.txt").symlink_to(second / "target.txt")
+    assert confined_path("link.txt", "source_path") == second / "target.txt"
+
+
+@pytest.mark.parametrize("value", ["../outside/x.csv", "../../etc/passwd", "/etc/passwd", "a/../../x"])
+def test_escapes_are_refused_naming_the_field_and_the_path(roots, value):
+    with pytest.raises(FileAccessError) as caught:
+        confined_path(value, "data_source")
+    message = str(caught.value)
+    assert message.startswith(f"data_source {value!r} resolves to")
+    assert "outside ASYNC_TASK_FILE_ROOTS" in message
+    assert caught.value.field == "data_source"
+    assert isinstance(caught.value, PermanentTaskError)  # the task fails at once, never retried
+
+
+def test_a_symlink_pointing_out_is_refused_as_a_symlink(roots):
+    first, _, outside = roots
+    (outside / "secret").write_text("x")
+    (first / "file-link").symlink_to(outside / "secret")
+    (first / "dir-link").symlink_to(outside, target_is_directory=True)
+    for value in ("file-link", "dir-link/secret", str(first / "dir-link" / "secret")):
+        with pytest.raises(FileAccessError, match=r"symlink .* outside ASYNC_TASK_FILE_ROOTS") as caught:
+            confined_path(value, "path")
+        assert str(caught.value).startswith(f"path {value!r} is a symlink")
+
+
+@pytest.mark.parametrize("value", [None, 3, "", "  ", "a\x00b", ["a"]])
+def test_a_value_that_is_not_a_path_string_is_refused(roots, value):
+    with pytest.raises(FileAccessError, match="source_path must be a non-empty path string"):
+        confined_path(value, "source_path")
+
+
+def test_the_roots_are_read_per_call(tmp_path, env):
+    env(ASYNC_TASK_FILE_ROOTS=str(tmp_path / "one"))
+    assert confined_path("x", "f") == tmp_path / "one" / "x"
+    env(ASYNC_TASK_FILE_ROOTS=str(tmp_path / "two"))
+    assert confined_path("x", "f") == tmp_path / "two" / "x"
+    with pytest.raises(FileAccessError):
+        confined_path(str(tmp_path / "one" / "x"), "f")
