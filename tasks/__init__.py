@@ -8,4 +8,5 @@ that builds it.
 BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.email_send",
     "tasks.data_process",
+    "tasks.file_upload",
 )
