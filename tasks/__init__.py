@@ -9,4 +9,5 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.email_send",
     "tasks.data_process",
     "tasks.file_upload",
+    "tasks.report_generation",
 )

@@ -1,0 +1,95 @@
+"""ReportGenerationTaskHandler: a CSV or JSON report of task statistics or of given rows, in storage."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+
+from easyrag.task_app.records import Task
+from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.fields import TaskDataError, get_choice, get_field
+
+logger = logging.getLogger(__name__)
+
+REPORT_TYPES = ("task_stats", "rows")
+FORMATS = ("csv", "json")
+
+
+def stats_rows() -> list[dict[str, Any]]:
+    """get_task_stats() flattened into ``{"metric", "value"}`` rows (``queue_sizes.URGENT``, ...)."""
+    # The facade's get_task_stats, imported here so that loading tasks/ never imports the facade.
+    from easyrag.task_app.async_task_framework import get_task_stats
+
+    rows: list[dict[str, Any]] = []
+
+    def flatten(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flatten(f"{prefix}.{key}" if prefix else str(key), item)
+        else:
+            rows.append({"metric": prefix, "value": value})
+
+    flatten("", get_task_stats())
+    return rows
+
+
+def given_rows(value: Any) -> list[dict[str, Any]]:
+    """``rows`` of task data: a list of JSON objects."""
+    if not isinstance(value, list) or not all(isinstance(row, dict) for row in value):
+        raise TaskDataError(f"rows must be a list of objects, got {str(value)[:80]!r}", "rows")
+    return value
+
+
+def render_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV: columns in order of first appearance; nested values as JSON."""
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: json.dumps(value) if isinstance(value, dict | list) else value
+                         for key, value in row.items()})
+    return buffer.getvalue()
+
+
+class ReportGenerationTaskHandler(TaskHandler):
+    """``report_type`` (task_stats or rows), ``format`` (csv or json), ``rows`` for report_type rows.
+
+    Writes ``reports/<report_type>-<UTC time>-<task id>.<format>`` to default storage; result
+    ``file`` (the storage name) and ``rows`` (rows written).
+    """
+
+    async def handle_task(self, task: Task) -> dict[str, Any]:
+        data = task.task_data
+        report_type = get_choice(data, "report_type", REPORT_TYPES)
+        file_format = get_choice(data, "format", FORMATS)
+        if report_type == "rows":
+            rows = given_rows(get_field(data, "rows", list, "a list of objects"))
+        elif data.get("rows") is not None:
+            raise TaskDataError("rows is only for report_type 'rows'", "rows")
+        else:
+            await task.update_progress(10, "collecting task statistics")
+            rows = await asyncio.to_thread(stats_rows)
+        await task.update_progress(50, f"writing {len(rows)} rows as {file_format}")
+        generated = datetime.now(UTC)
+        if file_format == "csv":
+            text = render_csv(rows)
+        else:
+            text = json.dumps({"report_type": report_type, "generated_at": generated.isoformat(),
+                               "rows": rows}, indent=2, default=str)
+        name = f"reports/{report_type}-{generated:%Y%m%dT%H%M%SZ}-{task.task_id}.{file_format}"
+        name = await asyncio.to_thread(default_storage.save, name, ContentFile(text.encode("utf-8")))
+        logger.info("task %s (%s): wrote %s", task.task_id, task.task_type, name)
+        await task.update_progress(100, f"wrote {name}")
+        return {"file": name, "rows": len(rows)}
+
+
+register_task_handler(ReportGenerationTaskHandler)

@@ -1,0 +1,64 @@
+"""ReportGenerationTaskHandler: reports of given rows and of live task statistics, in storage."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from easyrag.task_app.async_task_framework import TaskStatus, submit_task
+from tests.handlers.conftest import assert_failed_at_once, wait_final
+
+ROWS = [{"name": "ann", "score": 1.5}, {"name": "bob", "tags": ["x", "y"], "score": 2}]
+
+
+def test_given_rows_as_csv(live_worker, folders):
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "rows", "format": "csv", "rows": ROWS}))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.result["rows"] == 2 and task.progress == 100
+    name = task.result["file"]
+    assert name.startswith("reports/rows-") and name.endswith(f"-{task.task_id}.csv")
+    lines = list(csv.DictReader(io.StringIO((folders.media / name).read_text())))
+    assert lines == [{"name": "ann", "score": "1.5", "tags": ""},
+                     {"name": "bob", "score": "2", "tags": '["x", "y"]'}]
+
+
+def test_given_rows_as_json(live_worker, folders):
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "rows", "format": "json", "rows": ROWS}))
+    report = json.loads((folders.media / task.result["file"]).read_text())
+    assert (report["report_type"], report["rows"]) == ("rows", ROWS)
+    assert task.result["file"].endswith(".json") and task.result["rows"] == 2
+
+
+def test_task_stats_report_holds_the_live_counters(live_worker, folders):
+    echo = wait_final(submit_task("EchoTaskHandler", {}))
+    assert echo.status is TaskStatus.COMPLETED
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "task_stats", "format": "csv"}))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    metrics = {row["metric"]: row["value"]
+               for row in csv.DictReader(io.StringIO((folders.media / task.result["file"]).read_text()))}
+    assert task.result["rows"] == len(metrics)
+    # Counted while the report itself ran: the echo task done, the report task running.
+    assert (metrics["total_tasks"], metrics["completed_tasks"], metrics["running_tasks"]) == ("2", "1", "1")
+    assert {"queue_sizes.URGENT", "queue_sizes.LOW", "instance_id"} <= set(metrics)
+    assert metrics[f"workers.{live_worker.nodename}.active"] == "1"
+
+
+@pytest.mark.parametrize(("task_data", "field"), [
+    ({"format": "csv"}, "report_type"),
+    ({"report_type": "sales", "format": "csv"}, "report_type"),
+    ({"report_type": "rows", "format": "xml", "rows": []}, "format"),
+    ({"report_type": "rows", "format": "csv"}, "rows"),
+    ({"report_type": "rows", "format": "csv", "rows": {"a": 1}}, "rows"),
+    ({"report_type": "rows", "format": "csv", "rows": [1, 2]}, "rows"),
+    ({"report_type": "task_stats", "format": "json", "rows": [{"a": 1}]}, "rows"),
+])
+def test_bad_task_data_fails_at_once_naming_the_field(live_worker, folders, task_data, field):
+    assert_failed_at_once(wait_final(submit_task("ReportGenerationTaskHandler", task_data, max_retries=3)),
+                          field)
+    assert not (folders.media / "reports").exists()
