@@ -12,7 +12,6 @@ process, not one per task, because starting a thread per task cost ~160 µs of a
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import logging
 import os
 import threading
@@ -119,52 +118,46 @@ def get_renewer(client: redis.Redis, interval: float) -> LockRenewer:
         return renewer
 
 
-# --- the event loop that handler coroutines run on ------------------------------------------------
+# --- the event loops that handler coroutines run on ----------------------------------------------
 
-_loops: dict[int, asyncio.AbstractEventLoop] = {}
+_local = threading.local()
 
 
 def get_event_loop() -> asyncio.AbstractEventLoop:
-    """This process's handler event loop, running in a daemon thread for the life of the process."""
-    pid = os.getpid()
-    with _renewers_lock:
-        loop = _loops.get(pid)
-        if loop is None:
-            loop = _loops[pid] = asyncio.new_event_loop()
-            threading.Thread(target=loop.run_forever, name="handler-loop", daemon=True).start()
-        return loop
+    """The calling thread's handler event loop, made once and kept for the life of the thread.
+
+    Pool processes and pool threads live as long as the worker, and so do their loops.  Running
+    the coroutine in the calling thread avoids two thread hand-offs per task.
+    """
+    loop = getattr(_local, "loop", None)
+    if loop is None or loop.is_closed() or getattr(_local, "pid", None) != os.getpid():
+        loop = _local.loop = asyncio.new_event_loop()
+        _local.pid = os.getpid()  # a forked child must not reuse its parent's loop
+    return loop
 
 
 def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]], timeout: float,
                   renewal: Renewal | None = None) -> Any:
-    """Run a handler coroutine on the process's loop, within ``timeout`` seconds; block until done.
+    """Run a handler coroutine on this thread's loop, within ``timeout`` seconds; block until done.
 
     A cancel request seen by the renewal thread cancels the coroutine (it gets CancelledError at
     its next await) and this raises TaskCancelledError once the coroutine has unwound; running past
     ``timeout`` cancels it the same way and raises TaskTimeoutError.
     """
     loop = get_event_loop()
-    started = threading.Event()
-    running: list[asyncio.Task] = []
 
     async def bounded() -> Any:
-        running.append(asyncio.current_task())
-        started.set()
         async with asyncio.timeout(timeout):
             return await make_coroutine()
 
-    future = asyncio.run_coroutine_threadsafe(bounded(), loop)
+    task = loop.create_task(bounded())
     if renewal is not None:
-        def cancel() -> None:
-            started.wait()
-            loop.call_soon_threadsafe(running[0].cancel)
-
-        renewal.on_cancel = cancel
+        renewal.on_cancel = lambda: loop.call_soon_threadsafe(task.cancel)
         if renewal.cancel_requested:  # asked before on_cancel was in place
-            cancel()
+            task.cancel()
     try:
-        return future.result()
+        return loop.run_until_complete(task)
     except TimeoutError:
         raise TaskTimeoutError(f"ran longer than its timeout of {timeout:g} s") from None
-    except (asyncio.CancelledError, concurrent.futures.CancelledError):
+    except asyncio.CancelledError:
         raise TaskCancelledError("cancelled while running") from None
