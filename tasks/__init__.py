@@ -10,4 +10,5 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.data_process",
     "tasks.file_upload",
     "tasks.report_generation",
+    "tasks.notification",
 )
