@@ -17,6 +17,7 @@ from celery import Celery
 from easyrag.config import get_config
 from easyrag.task_app.async_task_framework import Task, TaskHandler, register_task_handler, submit_task
 from easyrag.task_app.base_task import GuardedTask
+from easyrag.task_app.task_handlers import load_handler_modules
 
 VARIANT = os.environ.get("BENCH_VARIANT", "project")
 COUNTER_KEY = "bench:noop:count"
@@ -69,6 +70,7 @@ class BenchNoopTaskHandler(TaskHandler):
 
 if VARIANT == "facade":
     register_task_handler(BenchNoopTaskHandler)
+    load_handler_modules()  # what Django's start-up (TaskAppConfig.ready) does in a web process
 
 TASKS = {"defaults": noop, "project": noop, "guarded": guarded_noop, "raw": noop_result}
 
