@@ -19,6 +19,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "easyrag.task_app",
+    "easyrag.documents",
 ]
 
 MIDDLEWARE = [

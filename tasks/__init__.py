@@ -6,6 +6,7 @@ that builds it.
 """
 
 BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
+    "tasks.document_parse",
     "tasks.email_send",
     "tasks.data_process",
     "tasks.file_upload",

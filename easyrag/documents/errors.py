@@ -1,0 +1,27 @@
+"""Why a document cannot be parsed.  Each is final: running the parse again cannot fix it."""
+
+from __future__ import annotations
+
+
+class DocumentError(Exception):
+    """Base of the parse errors that are the document's (or the request's) fault."""
+
+
+class DocumentNotFound(DocumentError):
+    """No Document has this id."""
+
+
+class DocumentAccessDenied(DocumentError):
+    """The document belongs to another user."""
+
+
+class UnsupportedDocumentType(DocumentError):
+    """The file's type is not one extract.SUPPORTED_TYPES knows."""
+
+
+class CorruptDocument(DocumentError):
+    """The file cannot be read as the type its name says, or has no text."""
+
+
+class MissingStageOutput(DocumentError):
+    """resume_from names a stage whose input (an earlier stage's output) was never saved."""

@@ -1,0 +1,260 @@
+"""DocumentParseTaskHandler on a real in-process worker, real Redis, real files and the test database.
+
+Stages are observed as Redis itself saw the record written (MONITOR), so a stage that went by in
+a millisecond is still seen, in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+import uuid
+
+import pytest
+import redis
+from django.core.files.base import ContentFile
+
+from easyrag.documents.models import Chunk, Document
+from easyrag.documents.pipeline import chunks_name, text_name
+from easyrag.task_app.async_task_framework import TaskStatus, submit_task
+from tests.documents.pdfs import pdf_bytes
+from tests.handlers.conftest import assert_failed_at_once, wait_final
+
+pytestmark = pytest.mark.django_db(transaction=True)  # worker threads have their own connections
+
+PROSE = " ".join(f"Sentence {n} tells the parser something worth keeping." for n in range(60))
+
+
+class RecordWrites:
+    """Every command that wrote a task record, as the Redis server saw it (MONITOR), in order."""
+
+    STATE = re.compile(r'"progress":(\d+),"message":"((INIT|EXTRACT|CHUNK|STORE|DONE)[^"]*)"')
+
+    def __init__(self, url: str) -> None:
+        self.client = redis.Redis.from_url(url, decode_responses=True)
+        self.commands: list[str] = []
+        self.sentinel = f"record-writes-stop-{uuid.uuid4().hex}"
+
+    def __enter__(self) -> RecordWrites:
+        self.monitor = self.client.monitor().__enter__()  # returns once Redis answered OK
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+        return self
+
+    def _read(self) -> None:
+        while True:
+            command = self.monitor.next_command()["command"]
+            if self.sentinel in command:
+                return
+            if '"progress":' in command:
+                self.commands.append(command)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.client.echo(self.sentinel)  # the reader stops when Redis shows it this
+        self.thread.join(timeout=10)
+        self.monitor.__exit__(*exc_info)
+
+    def states(self, task_id: str) -> list[tuple[int, str]]:
+        """(progress, message) of each write of ``task_id``'s record, repeats of one write dropped."""
+        mine = (command for command in self.commands if f'"task_id":"{task_id}"' in command)
+        states = [(int(match[1]), match[2]) for command in mine for match in self.STATE.finditer(command)]
+        return [state for state, _ in itertools.groupby(states)]
+
+
+@pytest.fixture
+def record_writes(redis_test_url):
+    with RecordWrites(redis_test_url) as writes:
+        yield writes
+
+
+def make_document(name: str, content: bytes, owner=None) -> Document:
+    document = Document(owner=owner)
+    document.file.save(name, ContentFile(content), save=True)
+    return document
+
+
+def parse(document_id: str, max_retries: int = 3, **task_data) -> object:
+    return wait_final(submit_task("DocumentParseTaskHandler", {"document_id": document_id, **task_data},
+                                  max_retries=max_retries), timeout=30)
+
+
+def chunk_texts(document: Document) -> list[str]:
+    return list(Chunk.objects.filter(document=document).values_list("text", flat=True))
+
+
+def assert_parsed(task, document: Document) -> list[str]:
+    assert task.status is TaskStatus.COMPLETED, task.error
+    texts = chunk_texts(document)
+    assert set(task.result) == {"document_id", "chunks", "characters"}
+    assert (task.result["document_id"], task.result["chunks"]) == (document.id, len(texts))
+    indexes = Chunk.objects.filter(document=document).values_list("index", flat=True)
+    assert list(indexes) == list(range(len(texts)))
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("parsed", "")
+    return texts
+
+
+HTML = f"""<html><head><title>Not shown</title><style>body {{ margin: 0 }}</style></head>
+<body><h1>Parser handbook</h1><script>var leaked = "script text";</script>
+<p>{PROSE}</p><noscript>noscript text</noscript></body></html>""".encode()
+
+SOURCES = {
+    "notes.txt": PROSE.encode(),
+    "guide.md": f"# Guide\n\n{PROSE}\n".encode(),
+    "page.html": HTML,
+    "report.pdf": pdf_bytes([PROSE[:1500], PROSE[1500:]]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_each_supported_format_is_parsed_into_chunks(live_worker, folders, name):
+    document = make_document(name, SOURCES[name])
+    task = parse(document.id)
+    texts = assert_parsed(task, document)
+    saved_text = document.file.storage.open(text_name(document)).read().decode()
+    assert task.result["characters"] == len(saved_text) >= len(PROSE)
+    joined = " ".join(texts)
+    assert len(texts) >= 3  # ~3 300 characters in chunks of at most 1 000
+    assert all(len(text) <= 1000 for text in texts)
+    assert "Sentence 0 tells the parser" in joined and "Sentence 59 tells the parser" in joined
+    if name == "page.html":
+        assert texts[0].startswith("Parser handbook")
+        assert not any(hidden in joined for hidden in ("Not shown", "script text", "margin", "noscript"))
+
+
+def test_progress_goes_through_every_stage_in_order(live_worker, folders, record_writes):
+    document = make_document("long.pdf", pdf_bytes([PROSE] * 4))
+    task = parse(document.id)
+    assert task.status is TaskStatus.COMPLETED, task.error
+    states = record_writes.states(task.task_id)
+    stages = [stage for stage, _ in itertools.groupby(message.split(":")[0] for _, message in states)]
+    assert stages == ["INIT", "EXTRACT", "CHUNK", "STORE", "DONE"], states
+    percents = [percent for percent, _ in states]
+    assert percents == sorted(percents) and percents[-1] == 100
+    assert [message for _, message in states if "page" in message] == [
+        f"EXTRACT: page {n} of 4" for n in range(1, 5)]
+    assert (task.progress, task.message) == (100, f"DONE: {task.result['chunks']} chunks, "
+                                                   f"{task.result['characters']} characters")
+
+
+def test_resume_from_chunk_uses_the_saved_text_not_the_file(live_worker, folders, record_writes):
+    document = make_document("notes.txt", PROSE.encode())
+    assert_parsed(parse(document.id), document)
+    storage = document.file.storage
+    storage.delete(document.file.name)  # the source is gone: extracting again would fail
+    storage.delete(text_name(document))
+    storage.save(text_name(document), ContentFile(b"Replaced saved text. It is what CHUNK reads."))
+    task = parse(document.id, resume_from="CHUNK")
+    assert assert_parsed(task, document) == ["Replaced saved text. It is what CHUNK reads."]
+    assert task.result["characters"] == len("Replaced saved text. It is what CHUNK reads.")
+    stages = {message.split(":")[0] for _, message in record_writes.states(task.task_id)}
+    assert stages == {"INIT", "CHUNK", "STORE", "DONE"}
+    assert "resuming from CHUNK" in record_writes.states(task.task_id)[1][1]
+
+
+def test_resume_from_store_uses_the_saved_chunks(live_worker, folders):
+    document = make_document("notes.txt", PROSE.encode())
+    first = assert_parsed(parse(document.id), document)
+    storage = document.file.storage
+    storage.delete(text_name(document))  # CHUNK could not run again
+    Chunk.objects.filter(document=document).delete()
+    assert chunk_texts(document) == []
+    assert assert_parsed(parse(document.id, resume_from="STORE"), document) == first
+
+
+def test_resume_with_nothing_saved_fails_clearly(live_worker, folders):
+    document = make_document("notes.txt", PROSE.encode())
+    task = parse(document.id, resume_from="CHUNK")
+    assert_failed_at_once(task, "no extracted text saved", document.id, "resume from INIT or EXTRACT")
+    document.refresh_from_db()
+    assert document.status == "failed" and "no extracted text saved" in document.error
+
+
+def test_chunk_size_and_overlap_come_from_the_settings(live_worker, folders, env):
+    env(ASYNC_TASK_CHUNK_SIZE="150", ASYNC_TASK_CHUNK_OVERLAP="40")
+    document = make_document("notes.txt", PROSE.encode())
+    texts = assert_parsed(parse(document.id), document)
+    assert len(texts) > 20 and all(len(text) <= 150 for text in texts)
+    for previous, following in itertools.pairwise(texts):
+        shared = next(n for n in range(40, -1, -1) if following.startswith(previous[len(previous) - n:]))
+        assert 0 < shared <= 40  # words of PROSE are short: every overlap carries some words
+
+
+def test_a_new_parse_replaces_the_earlier_chunks(live_worker, folders):
+    document = make_document("notes.txt", PROSE.encode())
+    assert len(assert_parsed(parse(document.id), document)) > 1
+    storage = document.file.storage
+    storage.delete(document.file.name)
+    storage.save(document.file.name, ContentFile(b"Now a single short sentence."))
+    assert assert_parsed(parse(document.id), document) == ["Now a single short sentence."]
+
+
+def test_damaged_saved_chunks_fail_the_store_and_keep_the_earlier_chunks(live_worker, folders):
+    document = make_document("notes.txt", PROSE.encode())
+    before = assert_parsed(parse(document.id), document)
+    storage = document.file.storage
+    lines = storage.open(chunks_name(document)).read().splitlines()
+    storage.delete(chunks_name(document))
+    storage.save(chunks_name(document), ContentFile(b"\n".join([*lines[:-2], b'"trunc'])))
+    task = parse(document.id, resume_from="STORE")
+    assert_failed_at_once(task, "is not JSON", "resume from CHUNK")
+    assert chunk_texts(document) == before  # the transaction rolled back
+    document.refresh_from_db()
+    assert document.status == "failed"
+
+
+def test_missing_document_fails_at_once(live_worker, folders):
+    task = parse("doc_does_not_exist")
+    assert_failed_at_once(task, "document 'doc_does_not_exist' does not exist")
+
+
+@pytest.mark.parametrize(("name", "content", "words"), [
+    ("letter.docx", b"PK\x03\x04 not ours", ("unsupported document type '.docx'", "supported are")),
+    ("broken.pdf", b"%PDF-1.7\n1 0 obj <<", ("not a readable PDF",)),
+    ("scan.pdf", pdf_bytes([""]), ("no text found", "OCR")),
+    ("latin1.txt", "café".encode("latin-1"), ("not UTF-8 text",)),
+])
+def test_bad_files_fail_at_once_and_mark_the_document_failed(live_worker, folders, name, content, words):
+    document = make_document(name, content)
+    task = parse(document.id)
+    assert_failed_at_once(task, *words)
+    document.refresh_from_db()
+    assert document.status == "failed"
+    assert all(word in document.error for word in words), document.error
+    assert chunk_texts(document) == []
+
+
+def test_a_file_missing_from_storage_fails_clearly(live_worker, folders):
+    document = make_document("notes.txt", PROSE.encode())
+    document.file.storage.delete(document.file.name)
+    assert_failed_at_once(parse(document.id), "is missing from storage")
+
+
+def test_someone_elses_document_is_refused_and_left_untouched(live_worker, folders, django_user_model):
+    owner = django_user_model.objects.create_user(username="owner", password="x")
+    other = django_user_model.objects.create_user(username="other", password="x")
+    document = make_document("notes.txt", PROSE.encode(), owner=owner)
+    task = parse(document.id, user_id=other.pk)
+    assert_failed_at_once(task, f"does not belong to user {other.pk}")
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("uploaded", "")
+    # The owner may; so may a submission that names no user.
+    assert_parsed(parse(document.id, user_id=owner.pk), document)
+    assert_parsed(parse(document.id), document)
+
+
+def test_the_submitters_user_id_is_checked_when_task_data_has_none(live_worker, folders, django_user_model):
+    owner = django_user_model.objects.create_user(username="owner", password="x")
+    document = make_document("notes.txt", PROSE.encode(), owner=owner)
+    task_id = submit_task("DocumentParseTaskHandler", {"document_id": document.id}, user_id=owner.pk + 1)
+    assert_failed_at_once(wait_final(task_id), "does not belong to user")
+
+
+@pytest.mark.parametrize(("task_data", "words"), [
+    ({}, ("document_id is required",)),
+    ({"document_id": "x", "resume_from": "LATER"}, ("resume_from must be one of", "LATER")),
+])
+def test_bad_task_data_names_the_field(live_worker, folders, task_data, words):
+    task = wait_final(submit_task("DocumentParseTaskHandler", task_data))
+    assert_failed_at_once(task, *words)
