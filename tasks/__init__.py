@@ -12,4 +12,5 @@ BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
     "tasks.file_upload",
     "tasks.report_generation",
     "tasks.notification",
+    "tasks.backup",
 )

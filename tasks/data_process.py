@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import math
@@ -14,6 +13,7 @@ from typing import Any, BinaryIO
 
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
 from tasks.fields import TaskDataError
 from tasks.paths import confined_path
 from tasks.progress import Progress
@@ -157,10 +157,10 @@ class DataProcessTaskHandler(TaskHandler):
             raise TaskDataError(f"data_source {source!r} is not a file ({path})", "data_source")
         size = path.stat().st_size
         progress = Progress(task, 0, 99)
-        with await asyncio.to_thread(Path.open, path, "rb") as binary:
+        with await run_step(Path.open, path, "rb") as binary:
             profile = CsvProfile(binary, source)
             while not profile.done:
-                await asyncio.to_thread(profile.step)
+                await run_step(profile.step)
                 await progress.report(profile.bytes_read, size, f"{profile.rows} rows read")
         await task.update_progress(100, f"{profile.rows} rows, {len(profile.columns)} columns")
         return {"rows": profile.rows,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -12,6 +11,7 @@ from django.core.validators import validate_email
 
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
 from tasks.fields import TaskDataError, get_field
 
 logger = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ class EmailSendTaskHandler(TaskHandler):
                 message.attach_alternative(html_body, "text/html")
             messages.append(message)
         await task.update_progress(10, f"sending {len(messages)} message(s)")
-        sent = await asyncio.to_thread(self.send, messages)
+        sent = await run_step(self.send, messages)
         logger.info("task %s (%s): sent %s message(s)", task.task_id, task.task_type, sent)
         await task.update_progress(100, f"sent {sent} message(s)")
         return {"sent": sent, "recipients": recipients}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import mimetypes
@@ -17,6 +16,7 @@ from django.core.files.utils import validate_file_name
 from easyrag.config import get_config
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
 from tasks.fields import TaskDataError, get_text
 from tasks.paths import confined_path
 from tasks.progress import Progress
@@ -64,8 +64,8 @@ class FileUploadTaskHandler(TaskHandler):
         try:
             digest, copied = hashlib.sha256(), 0
             progress = Progress(task, 0, 90)
-            with await asyncio.to_thread(Path.open, path, "rb") as reader:
-                while chunk := await asyncio.to_thread(self._copy_chunk, reader, upload, digest):
+            with await run_step(Path.open, path, "rb") as reader:
+                while chunk := await run_step(self._copy_chunk, reader, upload, digest):
                     copied += chunk
                     if copied > limit:  # the file grew after the size check
                         raise _too_large(source, "grew past", limit)
@@ -73,7 +73,7 @@ class FileUploadTaskHandler(TaskHandler):
             upload.size = copied
             upload.seek(0)
             await task.update_progress(95, "saving into storage")
-            name = await asyncio.to_thread(default_storage.save, dest_name, upload)
+            name = await run_step(default_storage.save, dest_name, upload)
         finally:
             upload.close()  # deletes the temporary file unless storage moved it
         logger.info("task %s (%s): stored %s (%s bytes)", task.task_id, task.task_type, name, copied)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from typing import Any
@@ -13,6 +12,7 @@ from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
 from tasks.fields import REQUIRED, TaskDataError, get_choice, get_field, get_text
 
 logger = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class NotificationTaskHandler(TaskHandler):
         else:
             redis_channel = get_text(data, "redis_channel")
             message = json.dumps(payload)
-            receivers = await asyncio.to_thread(get_redis_instance().publish, redis_channel, message)
+            receivers = await run_step(get_redis_instance().publish, redis_channel, message)
             result = {"channel": channel, "delivered": receivers > 0, "receivers": receivers}
         logger.info("task %s (%s): %s", task.task_id, task.task_type, result)
         await task.update_progress(100, "delivered" if result["delivered"] else "published, nobody listening")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
@@ -15,6 +14,7 @@ from django.core.files.storage import default_storage
 
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
 from tasks.fields import TaskDataError, get_choice, get_field
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class ReportGenerationTaskHandler(TaskHandler):
             raise TaskDataError("rows is only for report_type 'rows'", "rows")
         else:
             await task.update_progress(10, "collecting task statistics")
-            rows = await asyncio.to_thread(stats_rows)
+            rows = await run_step(stats_rows)
         await task.update_progress(50, f"writing {len(rows)} rows as {file_format}")
         generated = datetime.now(UTC)
         if file_format == "csv":
@@ -86,7 +86,7 @@ class ReportGenerationTaskHandler(TaskHandler):
             text = json.dumps({"report_type": report_type, "generated_at": generated.isoformat(),
                                "rows": rows}, indent=2, default=str)
         name = f"reports/{report_type}-{generated:%Y%m%dT%H%M%SZ}-{task.task_id}.{file_format}"
-        name = await asyncio.to_thread(default_storage.save, name, ContentFile(text.encode("utf-8")))
+        name = await run_step(default_storage.save, name, ContentFile(text.encode("utf-8")))
         logger.info("task %s (%s): wrote %s", task.task_id, task.task_type, name)
         await task.update_progress(100, f"wrote {name}")
         return {"file": name, "rows": len(rows)}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from easyrag.task_app.async_task_framework import get_task_status
+from easyrag.task_app.async_task_framework import get_task_status, submit_task
 from easyrag.task_app.records import Task, TaskStatus
 from tests.support.waiting import wait_until
 
@@ -43,7 +43,15 @@ def wait_final(task_id: str, timeout: float = 15) -> Task:
 
 def assert_failed_at_once(task: Task, *words: str) -> None:
     """FAILED on the first attempt (a PermanentTaskError), with every word in the error."""
-    assert task.status is TaskStatus.FAILED, (task.status, task.error)
-    assert task.retries == 0, task.error
+    assert task.status is TaskStatus.FAILED, (task.task_data, task.status, task.error)
+    assert task.retries == 0, (task.task_data, task.error)
     for word in words:
-        assert word in task.error, (word, task.error)
+        assert word in task.error, (task.task_data, word, task.error)
+
+
+def assert_each_fails_at_once(task_type: str, cases: list[tuple[dict, list[str]]]) -> None:
+    """Submit every (task_data, words) case at once (allowing retries); each must fail at once naming
+    its words.  One worker for many cases keeps the suite fast."""
+    task_ids = [submit_task(task_type, task_data, max_retries=3) for task_data, _ in cases]
+    for task_id, (_, words) in zip(task_ids, cases, strict=True):
+        assert_failed_at_once(wait_final(task_id), *words)

@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from easyrag.task_app.async_task_framework import TaskStatus, get_task_status, submit_task
-from tests.handlers.conftest import assert_failed_at_once, wait_final
+from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 from tests.support.waiting import wait_until
 
 
@@ -68,26 +68,24 @@ def test_a_header_only_file_has_no_rows_and_empty_columns(live_worker, folders):
                                                   "b": {"type": "empty", "count": 0}}}
 
 
-@pytest.mark.parametrize(("content", "words"), [
-    ("a,b\n1,2,3\n", ["line 2 has 3 fields"]),
-    ("a,a\n1,2\n", ["column name 'a' twice"]),
-    (b"a,b\n\xff\xfe,1\n", ["not UTF-8"]),
-])
-def test_a_malformed_file_fails_at_once_naming_data_source(live_worker, folders, content, words):
-    path = folders.root / "bad.csv"
-    path.write_bytes(content if isinstance(content, bytes) else content.encode())
-    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "bad.csv"}, max_retries=3))
-    assert_failed_at_once(task, "data_source", *words)
+def test_a_malformed_file_fails_at_once_naming_data_source(live_worker, folders):
+    files = {"long-row.csv": b"a,b\n1,2,3\n", "twice.csv": b"a,a\n1,2\n", "latin1.csv": b"a,b\n\xff\xfe,1\n"}
+    for name, content in files.items():
+        (folders.root / name).write_bytes(content)
+    assert_each_fails_at_once("DataProcessTaskHandler", [
+        ({"data_source": "long-row.csv"}, ["data_source", "line 2 has 3 fields; the header has 2"]),
+        ({"data_source": "twice.csv"}, ["data_source", "column name 'a' twice"]),
+        ({"data_source": "latin1.csv"}, ["data_source", "not UTF-8"]),
+    ])
 
 
-@pytest.mark.parametrize(("task_data", "words"), [
-    ({}, ["data_source"]),
-    ({"data_source": 5}, ["data_source"]),
-    ({"data_source": "missing.csv"}, ["data_source", "missing.csv", "not a file"]),
-    ({"data_source": "."}, ["data_source", "not a file"]),
-])
-def test_bad_data_source_fails_at_once(live_worker, folders, task_data, words):
-    assert_failed_at_once(wait_final(submit_task("DataProcessTaskHandler", task_data, max_retries=3)), *words)
+def test_bad_data_source_fails_at_once(live_worker, folders):
+    assert_each_fails_at_once("DataProcessTaskHandler", [
+        ({}, ["data_source"]),
+        ({"data_source": 5}, ["data_source"]),
+        ({"data_source": "missing.csv"}, ["data_source", "missing.csv", "not a file"]),
+        ({"data_source": "."}, ["data_source", "not a file"]),
+    ])
 
 
 def test_paths_out_of_the_roots_are_refused(live_worker, folders):

@@ -6,10 +6,8 @@ import hashlib
 import os
 from pathlib import Path
 
-import pytest
-
 from easyrag.task_app.async_task_framework import TaskStatus, submit_task
-from tests.handlers.conftest import assert_failed_at_once, wait_final
+from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 
 
 def stored_files(media: Path) -> list[str]:
@@ -51,19 +49,17 @@ def test_a_file_over_the_limit_fails_at_once_and_leaves_nothing_in_storage(live_
     assert fits.result["size"] == 1000 and stored_files(folders.media) == ["fits.bin"]
 
 
-@pytest.mark.parametrize(("task_data", "words"), [
-    ({}, ["source_path", "non-empty path string"]),
-    ({"source_path": "absent.bin"}, ["source_path", "not a file"]),
-    ({"source_path": "."}, ["source_path", "not a file"]),
-    ({"source_path": "a.bin", "dest_name": "../escape.bin"}, ["dest_name", "not a safe storage name"]),
-    ({"source_path": "a.bin", "dest_name": "/etc/cron.d/x"}, ["dest_name", "not a safe storage name"]),
-    ({"source_path": "a.bin", "dest_name": "dir/"}, ["dest_name", "not a safe storage name"]),
-    ({"source_path": "a.bin", "dest_name": 7}, ["dest_name", "string"]),
-])
-def test_bad_task_data_fails_at_once_naming_the_field(live_worker, folders, task_data, words):
+def test_bad_task_data_fails_at_once_naming_the_field(live_worker, folders):
     (folders.root / "a.bin").write_bytes(b"abc")
-    task = wait_final(submit_task("FileUploadTaskHandler", task_data, max_retries=3))
-    assert_failed_at_once(task, *words)
+    assert_each_fails_at_once("FileUploadTaskHandler", [
+        ({}, ["source_path", "non-empty path string"]),
+        ({"source_path": "absent.bin"}, ["source_path", "not a file"]),
+        ({"source_path": "."}, ["source_path", "not a file"]),
+        ({"source_path": "a.bin", "dest_name": "../escape.bin"}, ["dest_name", "not a safe storage name"]),
+        ({"source_path": "a.bin", "dest_name": "/etc/cron.d/x"}, ["dest_name", "not a safe storage name"]),
+        ({"source_path": "a.bin", "dest_name": "dir/"}, ["dest_name", "not a safe storage name"]),
+        ({"source_path": "a.bin", "dest_name": 7}, ["dest_name", "string"]),
+    ])
     assert stored_files(folders.media) == []
     assert not (folders.root.parent / "escape.bin").exists()
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from easyrag.task_app.async_task_framework import TaskStatus, submit_task
-from tests.handlers.conftest import assert_failed_at_once, wait_final
+from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 from tests.support.waiting import wait_until
 
 
@@ -156,16 +156,15 @@ def test_redis_channel_without_subscribers_is_not_delivered(live_worker):
     assert task.result == {"channel": "redis", "delivered": False, "receivers": 0}, task.error
 
 
-@pytest.mark.parametrize(("task_data", "field"), [
-    ({"payload": {}}, "channel"),
-    ({"channel": "sms", "payload": {}}, "channel"),
-    ({"channel": "webhook", "payload": {}}, "url"),
-    ({"channel": "webhook", "url": "ftp://127.0.0.1/x", "payload": {}}, "url"),
-    ({"channel": "webhook", "url": 5, "payload": {}}, "url"),
-    ({"channel": "webhook", "url": "http://127.0.0.1/x"}, "payload"),
-    ({"channel": "redis", "payload": {}}, "redis_channel"),
-    ({"channel": "redis", "redis_channel": "", "payload": {}}, "redis_channel"),
-])
-def test_bad_task_data_fails_at_once_naming_the_field(live_worker, env, task_data, field):
+def test_bad_task_data_fails_at_once_naming_the_field(live_worker, env):
     env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
-    assert_failed_at_once(notify(task_data), field)
+    assert_each_fails_at_once("NotificationTaskHandler", [(task_data, [field]) for task_data, field in [
+        ({"payload": {}}, "channel"),
+        ({"channel": "sms", "payload": {}}, "channel"),
+        ({"channel": "webhook", "payload": {}}, "url"),
+        ({"channel": "webhook", "url": "ftp://127.0.0.1/x", "payload": {}}, "url"),
+        ({"channel": "webhook", "url": 5, "payload": {}}, "url"),
+        ({"channel": "webhook", "url": "http://127.0.0.1/x"}, "payload"),
+        ({"channel": "redis", "payload": {}}, "redis_channel"),
+        ({"channel": "redis", "redis_channel": "", "payload": {}}, "redis_channel"),
+    ]])

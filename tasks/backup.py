@@ -1,0 +1,201 @@
+"""BackupTaskHandler: a .tar.gz of a directory inside the file roots, or of the database.
+
+Archives are written into ASYNC_TASK_BACKUP_DIR (set by the operator, so not confined to the file
+roots) atomically: a hidden temporary file in the same folder, renamed into place once complete.
+Their names group them by source, ``dir-<name>-<hash of the path>-<time>-<task>.tar.gz`` or
+``database-<alias>-<time>-<task>.tar.gz``, so retention (``keep``) prunes only the oldest
+archives of the same source, ordered by the UTC time in their names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import subprocess
+import tarfile
+import tempfile
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from django.db import connections
+
+from easyrag.config import get_config
+from easyrag.task_app.exceptions import PermanentTaskError
+from easyrag.task_app.records import Task
+from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
+from tasks.blocking import run_step
+from tasks.fields import TaskDataError, get_choice, get_positive_int
+from tasks.paths import confined_path
+from tasks.progress import Progress
+
+logger = logging.getLogger(__name__)
+
+SUFFIX = ".tar.gz"
+#: Bytes of files added to the archive per step off the event loop.
+STEP_BYTES = 8 * 1024 * 1024
+DATABASE_ALIAS = "default"
+
+
+class HashingWriter:
+    """A write-only file object that counts and hashes what passes through to ``file``."""
+
+    def __init__(self, file: Any) -> None:
+        self.file, self.size, self.digest = file, 0, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        self.size += len(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def source_prefix(path: Path | None) -> str:
+    """The name prefix shared by every archive of one source (a directory, or the database)."""
+    if path is None:
+        return f"database-{DATABASE_ALIAS}-"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "_", path.name)[:40] or "root"
+    return f"dir-{slug}-{hashlib.sha256(str(path).encode()).hexdigest()[:12]}-"
+
+
+def prune(folder: Path, prefix: str, keep: int) -> list[str]:
+    """Delete all but the newest ``keep`` archives named ``prefix…`` in ``folder``; returns the names."""
+    archives = sorted(entry.name for entry in folder.iterdir()
+                      if entry.name.startswith(prefix) and entry.name.endswith(SUFFIX))
+    removed = archives[:-keep] if len(archives) > keep else []
+    for name in removed:
+        (folder / name).unlink(missing_ok=True)
+    return removed
+
+
+def pg_dump_command(settings_dict: dict[str, Any], target: Path) -> tuple[list[str], dict[str, str]]:
+    """pg_dump's arguments and environment for a Django PostgreSQL database (as ``dbshell`` builds psql's)."""
+    from django.db.backends.postgresql.client import DatabaseClient
+
+    args, env = DatabaseClient.settings_to_cmd_args_env(settings_dict, ["--no-password", f"--file={target}"])
+    return ["pg_dump", *args[1:]], {**os.environ, **(env or {})}
+
+
+def dump_database(folder: Path) -> Path:
+    """Dump the default database into ``folder``; returns the dump file (blocking)."""
+    connection = connections[DATABASE_ALIAS]
+    if connection.vendor == "sqlite":
+        target = folder / "database.sqlite3"
+        connection.ensure_connection()
+        try:
+            # SQLite's online backup API: a consistent copy while others keep writing.
+            with closing(sqlite3.connect(target)) as copy:
+                connection.connection.backup(copy)
+        finally:
+            connection.close()  # this thread's connection (Django keeps an in-memory database open)
+        return target
+    if connection.vendor == "postgresql":
+        target = folder / "database.sql"
+        args, env = pg_dump_command(connection.settings_dict, target)
+        done = subprocess.run(args, env=env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_dump exited with {done.returncode}: {done.stderr.strip()[:500]}")
+        return target
+    raise PermanentTaskError(f"source 'database': backups support SQLite and PostgreSQL, "
+                             f"not {connection.vendor}")
+
+
+def directory_entries(root: Path, skip: Path) -> list[tuple[Path, int]]:
+    """Every entry under ``root`` (links not followed) with its size, leaving out the ``skip`` folder."""
+    entries = [(root, 0)]
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(name for name in dirs if (here / name) != skip)
+        for name in sorted(dirs) + sorted(files):
+            path = here / name
+            try:
+                entries.append((path, path.lstat().st_size if name in files else 0))
+            except FileNotFoundError:  # gone since the walk listed it
+                continue
+    return entries
+
+
+class BackupTaskHandler(TaskHandler):
+    """``source``: ``directory`` (with ``path``) or ``database``; optional ``keep`` (archives kept).
+
+    Result ``archive`` (absolute path), ``size``, ``sha256``, and ``removed`` (archives pruned).
+    Without ``keep`` nothing is pruned.
+    """
+
+    async def handle_task(self, task: Task) -> dict[str, Any]:
+        data = task.task_data
+        source = get_choice(data, "source", ("directory", "database"))
+        keep = get_positive_int(data, "keep", default=None)
+        path = None
+        if source == "directory":
+            path = confined_path(data.get("path"), "path")
+            if not path.is_dir():
+                raise TaskDataError(f"path {data.get('path')!r} is not a directory ({path})", "path")
+        elif data.get("path") is not None:
+            raise TaskDataError("path is only for source 'directory'", "path")
+        folder = get_config().backup_dir
+        await run_step(folder.mkdir, parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        prefix = source_prefix(path)
+        archive = folder / f"{prefix}{stamp}-{task.task_id[:8]}{SUFFIX}"
+        descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=f".{archive.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                writer = HashingWriter(file)
+                # Level 6, gzip's own default: tarfile's 9 costs far more time for a few % of size.
+                with tarfile.open(fileobj=writer, mode="w:gz", compresslevel=6) as tar:
+                    if path is None:
+                        await self._add_database(task, tar)
+                    else:
+                        await self._add_directory(task, tar, path, folder)
+                await run_step(os.fsync, file.fileno())
+            os.replace(temporary, archive)  # atomic: readers see no archive or a whole one
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        removed = await run_step(prune, folder, prefix, keep) if keep else []
+        logger.info("task %s (%s): wrote %s (%s bytes); removed %s", task.task_id, task.task_type,
+                    archive, writer.size, removed)
+        await task.update_progress(100, f"wrote {archive.name}")
+        return {"archive": str(archive), "size": writer.size, "sha256": writer.digest.hexdigest(),
+                "removed": removed}
+
+    @staticmethod
+    async def _add_directory(task: Task, tar: tarfile.TarFile, root: Path, skip: Path) -> None:
+        entries = await run_step(directory_entries, root, skip)
+        total = sum(size for _, size in entries)
+        progress, done, start = Progress(task, 0, 95), 0, 0
+        while start < len(entries):
+            end, step = start, 0
+            while end < len(entries) and (step < STEP_BYTES or end == start):
+                step += entries[end][1]
+                end += 1
+            await run_step(_add_entries, tar, root, entries[start:end])
+            done, start = done + step, end
+            await progress.report(done, total, f"archived {end} of {len(entries)} entries")
+
+    @staticmethod
+    async def _add_database(task: Task, tar: tarfile.TarFile) -> None:
+        await task.update_progress(10, "dumping the database")
+        with tempfile.TemporaryDirectory() as scratch:
+            dump = await run_step(dump_database, Path(scratch))
+            await task.update_progress(60, "compressing the dump")
+            await run_step(tar.add, dump, dump.name)
+
+
+def _add_entries(tar: tarfile.TarFile, root: Path, entries: list[tuple[Path, int]]) -> None:
+    for path, _ in entries:
+        arcname = str(Path(root.name) / path.relative_to(root))
+        try:
+            tar.add(path, arcname=arcname, recursive=False)  # links are stored as links, not followed
+        except FileNotFoundError:  # removed while the backup ran
+            logger.warning("backup: %s vanished before it was archived", path)
+
+
+register_task_handler(BackupTaskHandler)
