@@ -121,6 +121,22 @@ def directory_entries(root: Path, skip: Path) -> list[tuple[Path, int]]:
     return entries
 
 
+def directory_to_back_up(data: dict[str, Any], folder: Path) -> Path | None:
+    """The ``path`` of a ``directory`` source, checked; None for the ``database`` source."""
+    source = get_choice(data, "source", ("directory", "database"))
+    given = data.get("path")
+    if source == "database":
+        if given is not None:
+            raise TaskDataError("path is only for source 'directory'", "path")
+        return None
+    path = confined_path(given, "path")
+    if not path.is_dir():
+        raise TaskDataError(f"path {given!r} is not a directory ({path})", "path")
+    if path.is_relative_to(folder):  # it would archive its own archives, and the one being written
+        raise TaskDataError(f"path {given!r} is inside ASYNC_TASK_BACKUP_DIR ({folder})", "path")
+    return path
+
+
 class BackupTaskHandler(TaskHandler):
     """``source``: ``directory`` (with ``path``) or ``database``; optional ``keep`` (archives kept).
 
@@ -130,16 +146,9 @@ class BackupTaskHandler(TaskHandler):
 
     async def handle_task(self, task: Task) -> dict[str, Any]:
         data = task.task_data
-        source = get_choice(data, "source", ("directory", "database"))
         keep = get_positive_int(data, "keep", default=None)
-        path = None
-        if source == "directory":
-            path = confined_path(data.get("path"), "path")
-            if not path.is_dir():
-                raise TaskDataError(f"path {data.get('path')!r} is not a directory ({path})", "path")
-        elif data.get("path") is not None:
-            raise TaskDataError("path is only for source 'directory'", "path")
         folder = get_config().backup_dir
+        path = directory_to_back_up(data, folder)
         await run_step(folder.mkdir, parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         prefix = source_prefix(path)

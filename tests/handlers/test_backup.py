@@ -61,6 +61,8 @@ def test_the_backup_folder_is_left_out_when_it_lies_inside_the_source(live_worke
         assert task.status is TaskStatus.COMPLETED, task.error
         with tarfile.open(task.result["archive"]) as tar:
             assert sorted(tar.getnames()) == ["root", "root/a.txt"]
+    assert_failed_at_once(backup({"source": "directory", "path": "backups"}), "path",
+                          "inside ASYNC_TASK_BACKUP_DIR")
 
 
 def test_retention_keeps_the_newest_archives_of_the_same_source_only(live_worker, folders):
