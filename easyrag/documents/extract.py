@@ -25,6 +25,9 @@ BLOCK_ELEMENTS = (
     "figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li",
     "main", "nav", "ol", "p", "pre", "section", "summary", "table", "td", "th", "tr", "ul",
 )
+#: pypdf keeps every object it parsed; its cache is dropped after this many pages, so memory stays
+#: flat however long the PDF is (bench/parse_bench.py measures it).
+PDF_CACHE_PAGES = 20
 _BREAK = "\ue000"  # a private-use character marks block boundaries while whitespace is collapsed
 
 #: Called after each PDF page with (pages done, pages in all).
@@ -112,5 +115,7 @@ def _pdf_text(source: BinaryIO, on_page: PageCallback | None) -> Iterator[str]:
                                   f"({type(error).__name__}: {error})") from None
         yield text
         yield "\n\n"
+        if number % PDF_CACHE_PAGES == PDF_CACHE_PAGES - 1:
+            reader.resolved_objects.clear()  # parsed again if a later page shares them (fonts)
         if on_page is not None:
             on_page(number + 1, total)
