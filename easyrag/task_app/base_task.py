@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 import traceback
 import uuid
 from typing import Any
@@ -94,9 +95,11 @@ class GuardedTask(Task):
                 priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
                 created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
             )
-            scripts.submit(get_redis_instance(),
-                           [keys.guard_key(result.id), keys.record_key(result.id), keys.counters_key()],
-                           record.to_json(), get_config().result_ttl)
+            task_keys = [keys.guard_key(result.id), keys.record_key(result.id), keys.counters_key()]
+            if record.user_id is not None:  # the owner's list of tasks (the REST API's GET /api/tasks/)
+                task_keys.append(keys.owner_index_key(record.user_id))
+            scripts.submit(get_redis_instance(), task_keys, record.to_json(), get_config().result_ttl,
+                           result.id, time.time())
         return result
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:

@@ -9,6 +9,7 @@ key                        type    content
 ``P:guard:{id}``           hash    state, fence, crashes, cancel, owner: the guard's truth
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
 ``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
+``P:owner:{user_id}``       zset    ids of the tasks submitted with this user_id, by creation time
 ``P:nodes``                 set     names of worker nodes that registered (nodes.py)
 ``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
@@ -51,3 +52,7 @@ def nodes_key() -> str:
 
 def node_key(nodename: str) -> str:
     return f"{_prefix()}:node:{nodename}"
+
+
+def owner_index_key(user_id: object) -> str:
+    return f"{_prefix()}:owner:{user_id}"

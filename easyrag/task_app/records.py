@@ -68,12 +68,16 @@ class TaskRecord:
     worker: str | None = None
     user_id: Any = None
 
-    def to_json(self) -> str:
+    def to_dict(self) -> dict[str, Any]:
+        """The record's fields as stored: status as its string, priority as its int."""
         # Not dataclasses.asdict: it deep-copies task_data and result, twice per task.
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
         values["status"] = self.status.value
         values["priority"] = int(self.priority)
-        return json.dumps(values, separators=(",", ":"), default=str)
+        return values
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> TaskRecord:

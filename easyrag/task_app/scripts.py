@@ -135,7 +135,9 @@ return 1
 SUBMIT = """
 -- submit: record a just-published task PENDING, unless a delivery already claimed it
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
+-- KEYS[4] (optional) the owner's index: a sorted set of task ids by creation time
 -- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
+-- ARGV[3] task id         ARGV[4] created (epoch s)  ARGV[5] drop index entries created before
 -- returns 1 recorded · 0 the id is known already (a worker was faster, or a re-publish)
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
@@ -145,6 +147,11 @@ redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'total', 1)
 redis.call('HINCRBY', KEYS[3], 'pending', 1)
+if KEYS[4] then
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
+  redis.call('EXPIRE', KEYS[4], ARGV[2])
+end
 return 1
 """
 
@@ -242,9 +249,12 @@ def write(client: redis.Redis, keys: list[str], lock_value: str, record_json: st
     return bool(_script(client, WRITE)(keys=keys, client=client, args=[lock_value, record_json, record_ttl]))
 
 
-def submit(client: redis.Redis, keys: list[str], pending_json: str, record_ttl: int) -> bool:
-    """Run SUBMIT (one round trip): True when the PENDING record was written."""
-    return bool(_script(client, SUBMIT)(keys=keys, client=client, args=[pending_json, record_ttl]))
+def submit(client: redis.Redis, keys: list[str], pending_json: str, record_ttl: int, task_id: str = "",
+           created: float = 0.0) -> bool:
+    """Run SUBMIT (one round trip): True when the PENDING record was written (and indexed, when
+    ``keys`` has the owner's index: entries older than the record TTL are dropped from it)."""
+    args = [pending_json, record_ttl, task_id, repr(created), repr(created - record_ttl)]
+    return bool(_script(client, SUBMIT)(keys=keys, client=client, args=args))
 
 
 def cancel(client: redis.Redis, keys: list[str], cancelled_json: str, record_ttl: int) -> int:

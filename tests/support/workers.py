@@ -1,4 +1,5 @@
-"""Real ``celery -A easyrag worker`` subprocesses: start, wait until ready, SIGKILL, warm stop."""
+"""Real worker subprocesses (``celery -A easyrag worker`` or the management command): start, wait
+until ready, SIGKILL, warm stop."""
 
 from __future__ import annotations
 
@@ -22,14 +23,21 @@ class WorkerProcess:
     """One worker process group (the main process and its pool children)."""
 
     def __init__(self, name: str, log_path: Path, concurrency: int = 1, pool: str = "prefork",
-                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = ()) -> None:
+                 env: dict[str, str] | None = None, extra_args: tuple[str, ...] = (),
+                 via_manage: bool = False) -> None:
         self.name = name
         self.nodename = f"{name}@{socket.gethostname()}"
         self.log_path = log_path
-        self.command = [
-            sys.executable, "-m", "celery", "-A", "easyrag", "worker",
-            "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", "-l", "info", *extra_args,
-        ]
+        if via_manage:  # the seed's way: python manage.py start_async_task_framework
+            self.command = [
+                sys.executable, "manage.py", "start_async_task_framework", "--workers", str(concurrency),
+                "--pool", pool, "--instance-id", name, "--loglevel", "INFO", *extra_args,
+            ]
+        else:
+            self.command = [
+                sys.executable, "-m", "celery", "-A", "easyrag", "worker",
+                "-c", str(concurrency), "-P", pool, "-n", f"{name}@%h", "-l", "info", *extra_args,
+            ]
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen | None = None
         self._private_app: Celery | None = None
