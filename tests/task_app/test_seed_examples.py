@@ -1,9 +1,4 @@
-"""The seed document's examples, run as written (``EasyRAG.`` spelled ``easyrag.``).
-
-The quick-start and priority examples name built-in handlers (DocumentParseTaskHandler,
-EmailSendTaskHandler, DataProcessTaskHandler) that arrive with the handlers issue; their tests
-come with them.
-"""
+"""The seed document's examples, run as written (``EasyRAG.`` spelled ``easyrag.``)."""
 
 from __future__ import annotations
 
@@ -103,3 +98,64 @@ def test_start_task_framework_from_code_runs_tasks_until_stopped(redis_client):
     finally:
         framework.stop()
     assert not framework.running
+
+
+def test_quick_start_steps_2_to_4_as_written(redis_client, capsys):
+    # Step 2: submit (no worker runs here, so the task waits in the broker).
+    from easyrag.task_app.async_task_framework import TaskPriority, submit_task
+
+    task_id = submit_task(
+        task_type="DocumentParseTaskHandler",
+        task_data={
+            'document_id': 'doc_123',
+            'user_id': 'user_456',
+            'resume_from': 'INIT'
+        },
+        priority=TaskPriority.HIGH.value,
+        timeout=300
+    )
+    print(f"任务已提交，ID: {task_id}")  # noqa: RUF001 - the seed's text
+
+    # Step 3: status.
+    from easyrag.task_app.async_task_framework import get_task_status
+
+    task = get_task_status(task_id)
+    if task:
+        print(f"任务状态: {task.status.value}")
+        print(f"进度: {task.progress}%")
+        print(f"消息: {task.message}")
+
+    # Step 4: cancel.
+    from easyrag.task_app.async_task_framework import cancel_task
+
+    success = cancel_task(task_id)
+    if success:
+        print("任务已取消")
+
+    out = capsys.readouterr().out
+    assert f"任务已提交，ID: {task_id}" in out  # noqa: RUF001
+    assert "任务状态: PENDING" in out and "进度: 0%" in out
+    assert "任务已取消" in out
+    assert get_task_status(task_id).status is TaskStatus.CANCELLED
+    assert get_task_status(task_id).priority == 1
+
+
+def test_priority_example_as_written(redis_client):
+    from easyrag.task_app.async_task_framework import TaskPriority, get_task_status, submit_task
+
+    # 提交高优先级任务
+    high_priority_task = submit_task(
+        task_type="EmailSendTaskHandler",
+        task_data={'to_email': 'urgent@example.com', 'subject': '紧急通知'},
+        priority=TaskPriority.HIGH.value
+    )
+
+    # 提交低优先级任务
+    low_priority_task = submit_task(
+        task_type="DataProcessTaskHandler",
+        task_data={'data_source': 'logs.csv'},
+        priority=TaskPriority.LOW.value
+    )
+    assert get_task_status(high_priority_task).priority == TaskPriority.HIGH
+    assert get_task_status(low_priority_task).priority == TaskPriority.LOW
+    assert (redis_client.llen("celery:1"), redis_client.llen("celery:3")) == (1, 1)
