@@ -1,14 +1,17 @@
-"""The demo (``python3 scripts/dev.py demo``): a real worker, tasks at all four priorities, progress.
+"""The demo (``python3 scripts/dev.py demo``): every built-in handler on sample inputs, on a real worker.
 
-It starts one ``celery -A easyrag worker`` with concurrency 1, keeps it busy with a first task,
-queues three tasks per priority in the worst order (LOW first, URGENT last), and shows each task's
-progress until all finish; then prints the order in which they started: URGENT first.
+It copies samples/ into the file roots and Django storage (easyrag.demo_samples), starts one
+``celery -A easyrag worker``, submits a task of every handler type through ``submit_task`` (a
+document parse for each sample document: PDF, HTML, Markdown), shows a live progress bar per task
+from ``get_task_status``, then prints each task's status and result, the notification it received
+and ``get_task_stats()``.  Exit status 0 only if every task COMPLETED.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
+import json
+import logging
 import os
 import signal
 import socket
@@ -17,41 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-from celery import shared_task
-
-PRIORITY_NAMES = {0: "URGENT", 1: "HIGH", 2: "NORMAL", 3: "LOW"}
 ROOT = Path(__file__).resolve().parent.parent
-BLOCK = 1024 * 1024
 
 
-@shared_task(bind=True, name="easyrag.demo.checksum")
-def checksum(self, label: str, megabytes: int) -> dict:
-    """SHA-256 over ``megabytes`` MiB of deterministic data, reporting progress per MiB."""
-    started_at = time.time()
-    digest = hashlib.sha256()
-    block = hashlib.sha512(label.encode()).digest() * (BLOCK // 64)
-    for done in range(1, megabytes + 1):
-        digest.update(block)
-        block = block[1:] + block[:1]
-        self.update_state(state="PROGRESS", meta={"percent": 100 * done // megabytes})
-    return {
-        "label": label,
-        "sha256": digest.hexdigest(),
-        "started_at": started_at,
-        "seconds": round(time.time() - started_at, 3),
-        "worker": self.request.hostname,
-    }
-
-
-def _start_worker(nodename: str, log_path: Path) -> subprocess.Popen:
-    modules = ",".join(filter(None, (os.environ.get("ASYNC_TASK_HANDLER_MODULES"), "easyrag.demo")))
+def _start_worker(nodename: str, concurrency: int, log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "easyrag", "worker", "-c", "1", "-n", nodename,
-             "-l", "info"],
-            cwd=ROOT, env={**os.environ, "ASYNC_TASK_HANDLER_MODULES": modules},
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [sys.executable, "-m", "celery", "-A", "easyrag", "worker", "-c", str(concurrency),
+             "-n", nodename, "-l", "info"],
+            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
 
 
@@ -62,91 +40,142 @@ def _wait_for_worker(app, nodename: str, process: subprocess.Popen, timeout: flo
             raise SystemExit(f"demo: the worker {nodename} did not start")
 
 
-def _show_progress(results: list, console) -> None:
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+def _stop_worker(worker: subprocess.Popen) -> None:
+    worker.send_signal(signal.SIGTERM)
+    try:
+        worker.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
 
-    columns = (TextColumn("{task.description:<18}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-               TextColumn("{task.fields[state]:<8}"), TimeElapsedColumn())
+
+def _follow(tasks: list, console, deadline: float) -> None:
+    """Live progress bars until every task is final or the deadline passes."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    from easyrag.task_app.async_task_framework import get_task_status
+
+    columns = (TextColumn("{task.description:<24}"), BarColumn(bar_width=30),
+               TextColumn("{task.percentage:>3.0f}%"), TextColumn("{task.fields[status]:<9}"),
+               TextColumn("{task.fields[message]}", style="dim"))
     with Progress(*columns, console=console) as progress:
-        bars = [progress.add_task(result.label, total=100, state="PENDING") for result in results]
-        while not progress.finished:
-            for bar, result in zip(bars, results, strict=True):
-                state, info = result.state, result.info
-                if state == "PROGRESS" and isinstance(info, dict):
-                    progress.update(bar, completed=info.get("percent", 0), state="RUNNING")
-                elif state in ("SUCCESS", "FAILURE"):
-                    progress.update(bar, completed=100, state=state)
-            time.sleep(0.1)
+        submitted = [task for task in tasks if task.task_id]
+        bars = [progress.add_task(task.label, total=100, status="PENDING", message="") for task in submitted]
+        while time.monotonic() < deadline:
+            for bar, task in zip(bars, submitted, strict=True):
+                task.record = get_task_status(task.task_id) or task.record
+                if task.record is not None:
+                    progress.update(bar, completed=task.record.progress, status=task.record.status.value,
+                                    message=(task.record.message or "")[:60])
+            if all(task.record is not None and task.record.status.is_final for task in submitted):
+                return
+            time.sleep(0.2)
+
+
+def _received(subscriber, wait: float = 1.0) -> list[str]:
+    """Messages published on the demo's channel (the notification task sends one)."""
+    messages: list[str] = []
+    deadline = time.monotonic() + wait
+    while not messages and time.monotonic() < deadline:
+        message = subscriber.get_message(timeout=0.1)
+        if message and message["type"] == "message":
+            messages.append(message["data"])
+    return messages
+
+
+def _report(tasks: list, notifications: list[str], console) -> None:
+    from rich.table import Table
+
+    from easyrag.demo_samples import summarize
+    from easyrag.task_app.async_task_framework import get_task_stats
+
+    table = Table(title="Tasks")
+    for column in ("handler", "status", "result"):
+        table.add_column(column, overflow="fold")
+    for task in tasks:
+        status = task.record.status.value if task.record else ("REFUSED" if task.refused else "UNKNOWN")
+        line = summarize(task.task_type, task.record.result) if status == "COMPLETED" else (
+            task.record.error if task.record else task.refused or "no record")
+        colour = "green" if status == "COMPLETED" else "red"
+        table.add_row(task.task_type, f"[{colour}]{status}[/]", line)
+    console.print(table)
+    for message in notifications:
+        console.print(f"received on the demo's Redis channel: {message}")
+    stats = get_task_stats()
+    figures = Table(title="get_task_stats()")
+    figures.add_column("figure")
+    figures.add_column("value", justify="right")
+    for key in ("total_tasks", "pending_tasks", "running_tasks", "completed_tasks", "failed_tasks",
+                "cancelled_tasks", "queue_size"):
+        figures.add_row(key, str(stats.get(key)))
+    for name, worker in sorted(stats.get("workers", {}).items()):
+        figures.add_row(f"worker {name}",
+                        f"active {worker.get('active')}, processed {worker.get('processed')}")
+    figures.add_row("instance_id", str(stats.get("instance_id")))
+    console.print(figures)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the EasyRAG task layer demo.")
-    parser.add_argument("--per-priority", type=int, default=3, help="tasks per priority (3)")
-    parser.add_argument("--megabytes", type=int, default=400, help="MiB hashed per task (400)")
+    parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for the tasks (120)")
+    parser.add_argument("--summary-json", type=Path,
+                        help="also write each task's id, type, status and result to this file")
     options = parser.parse_args(argv)
 
     from easyrag.config import load_or_exit
 
     config = load_or_exit()
+    import django
+
+    django.setup()
+    from django.core.management import call_command
     from rich.console import Console
-    from rich.table import Table
 
     from easyrag.celery import app
     from easyrag.common.redis_utils import get_redis_instance
+    from easyrag.demo_samples import NOTIFY_CHANNEL, prepare
+    from easyrag.task_app.async_task_framework import TaskValidationError, submit_task
 
     console = Console()
-    if not get_redis_instance().health_check():
+    # The facade logs each submission at INFO; the progress bars say it better here.
+    logging.getLogger("EasyRAG.task_app.async_task_framework").setLevel(logging.WARNING)
+    redis = get_redis_instance()
+    if not redis.health_check():
         console.print(f"demo: Redis at {config.redis.url} does not answer")
         return 1
+    call_command("migrate", verbosity=0)
+    tasks = prepare(config)
     nodename = f"demo-{os.getpid()}@{socket.gethostname()}"
     log_path = ROOT / ".run" / "demo-worker.log"
-    worker = _start_worker(nodename, log_path)
+    worker = _start_worker(nodename, config.max_workers, log_path)
+    subscriber = redis.pubsub(ignore_subscribe_messages=True)
     try:
-        with console.status(f"starting worker {nodename} (concurrency 1)"):
+        with console.status(f"starting worker {nodename} (concurrency {config.max_workers})"):
             _wait_for_worker(app, nodename, worker)
-        console.print(f"worker [bold]{nodename}[/] ready on {config.redis.url} (log: {log_path})")
-
-        first = checksum.apply_async(args=["warm-up", options.megabytes * 2], priority=2)
-        first.label = "warm-up (NORMAL)"
-        with console.status("waiting for the worker to start the warm-up task"):
-            while first.state == "PENDING":
-                time.sleep(0.05)
-        queued = []
-        for priority in (3, 2, 1, 0):  # the worst order: LOW first, URGENT last
-            for n in range(options.per_priority):
-                label = f"{PRIORITY_NAMES[priority]} #{n + 1}"
-                result = checksum.apply_async(args=[label, options.megabytes], priority=priority)
-                result.label, result.priority = label, priority
-                queued.append(result)
-        console.print(f"queued {len(queued)} tasks while the worker is busy: LOW first, URGENT last")
-        _show_progress([first, *queued], console)
-
-        failed = [result for result in [first, *queued] if result.state != "SUCCESS"]
-        if failed:
-            console.print(f"[red]{len(failed)} task(s) failed[/]: {failed[0].label}: {failed[0].result!r}")
-            return 1
-        outcomes = sorted((result.result | {"priority": result.priority} for result in queued),
-                          key=lambda outcome: outcome["started_at"])
-        for result in [first, *queued]:
-            result.forget()  # the demo leaves no results behind in the user's Redis
-        table = Table(title="Start order (the worker picks the highest priority first)")
-        for column in ("#", "task", "priority", "seconds", "sha256", "worker"):
-            table.add_column(column)
-        for order, outcome in enumerate(outcomes, 1):
-            table.add_row(str(order), outcome["label"], PRIORITY_NAMES[outcome["priority"]],
-                          f"{outcome['seconds']:.2f}", outcome["sha256"][:16], outcome["worker"])
-        console.print(table)
-        priorities = [outcome["priority"] for outcome in outcomes]
-        honoured = priorities == sorted(priorities)
-        console.print("priorities honoured: " + ("[green]yes[/]" if honoured else "[red]NO[/]"))
-        return 0 if honoured else 1
+        console.print(f"worker [bold]{nodename}[/] ready on {config.redis.url} (log, with the e-mail: "
+                      f"{log_path})")
+        subscriber.subscribe(NOTIFY_CHANNEL)
+        for task in tasks:
+            try:
+                task.task_id = submit_task(task.task_type, task.task_data)
+            except TaskValidationError as error:
+                task.refused = str(error)
+        console.print(f"submitted {sum(bool(task.task_id) for task in tasks)} of {len(tasks)} tasks: "
+                      "one or more of every built-in handler")
+        _follow(tasks, console, time.monotonic() + options.timeout)
+        notifications = _received(subscriber)
+        _report(tasks, notifications, console)
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
+        subscriber.close()
+        _stop_worker(worker)
+    completed = [task for task in tasks if task.record and task.record.status.value == "COMPLETED"]
+    if options.summary_json:
+        options.summary_json.write_text(json.dumps([
+            {"label": task.label, "task_id": task.task_id, "task_type": task.task_type,
+             "status": task.record.status.value if task.record else None,
+             "result": task.record.result if task.record else None} for task in tasks], indent=2))
+    console.print(f"{len(completed)} of {len(tasks)} tasks completed")
+    return 0 if len(completed) == len(tasks) else 1
 
 
 if __name__ == "__main__":
