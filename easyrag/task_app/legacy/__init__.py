@@ -1,0 +1,19 @@
+"""The legacy Redis-list consumer behind ``python manage.py async_command`` (seed 004).
+
+Producers push JSON tasks ``{"type": ..., "data": {...}}`` onto a Redis list; the consumer runs
+them with bounded concurrency and loses none of them: each item is moved atomically into the
+consumer's processing list and removed only when it is finished (or dead-lettered).
+
+    lists.py           every key and the Lua steps on the source, processing and dead-letter lists
+    items.py           the item format: parsing a taken item, the dead-letter record
+    lease.py           one running consumer per consumer name
+    consumer.py        the asyncio loop: take, run, finish, recover, stop gracefully
+    handlers.py        the seed's default ``async_handle`` and loading a replacement (--handler)
+    forward.py         --forward: submit each item to the Celery facade instead
+    celery_handler.py  LegacyTaskHandler: runs a forwarded item of an unmapped type on a worker
+"""
+
+from easyrag.task_app.legacy.consumer import Consumer, ConsumerOptions, ConsumerReport, run_consumer
+from easyrag.task_app.legacy.handlers import async_handle, load_handler
+
+__all__ = ("Consumer", "ConsumerOptions", "ConsumerReport", "async_handle", "load_handler", "run_consumer")

@@ -1,0 +1,42 @@
+"""Errors of the legacy consumer, under the task layer's common base.
+
+::
+
+    TaskFrameworkError
+    └── LegacyConsumerError                  the consumer cannot start or has to stop
+        ├── RedisUnavailableError            Redis does not answer at start
+        ├── RedisLostError                   Redis was unreachable for longer than the retry window
+        ├── ConsumerNameInUseError           another live consumer runs under this --consumer-name
+        └── HandlerNotFoundError (ValueError)  --handler / ASYNC_COMMAND_HANDLER names no async function
+
+``InvalidItemError`` (a ``ValueError``) is not fatal: it names what is wrong with one item, and that
+text is the ``error`` of the item's dead letter.
+"""
+
+from __future__ import annotations
+
+from easyrag.task_app.exceptions import TaskFrameworkError
+
+
+class LegacyConsumerError(TaskFrameworkError):
+    """The consumer cannot start, or has to stop; the message is the one line the command prints."""
+
+
+class RedisUnavailableError(LegacyConsumerError):
+    """Redis did not answer when the consumer started."""
+
+
+class RedisLostError(LegacyConsumerError):
+    """Redis stayed unreachable for longer than the retry window while the consumer ran."""
+
+
+class ConsumerNameInUseError(LegacyConsumerError):
+    """Another live consumer holds this consumer name (and so its processing list)."""
+
+
+class HandlerNotFoundError(LegacyConsumerError, ValueError):
+    """The dotted path of --handler / ASYNC_COMMAND_HANDLER names no ``async def`` function."""
+
+
+class InvalidItemError(ValueError):
+    """An item taken from the list is not a JSON object; the message goes into its dead letter."""

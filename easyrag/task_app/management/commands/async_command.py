@@ -1,0 +1,94 @@
+"""``python manage.py async_command``: consume JSON tasks from a Redis list (seed 004), losing none.
+
+Thin: flags, logging level, the handler; the engine is easyrag.task_app.legacy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from easyrag.task_app.legacy.consumer import ConsumerOptions, run_consumer
+from easyrag.task_app.legacy.errors import LegacyConsumerError
+from easyrag.task_app.legacy.handlers import HANDLER_ENV, handler_path_from_env, load_handler
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise ValueError(text)
+    return value
+
+
+positive_int.__name__ = "positive integer"  # argparse names the type in its error message
+seconds.__name__ = "number of seconds"
+
+
+class Command(BaseCommand):
+    help = ("Process JSON tasks {\"type\": ..., \"data\": {...}} from a Redis list with bounded "
+            "concurrency; each item is held in a processing list until it is done.")
+    requires_system_checks: list[str] = []  # a queue consumer does not need the site's checks
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--redis-key", default="async_tasks",
+                            help="the Redis list (default: async_tasks)")
+        parser.add_argument("--interval", type=seconds, default=1.0,
+                            help="seconds a blocking take waits for an item before looking again "
+                                 "(default: 1)")
+        parser.add_argument("--max-tasks", type=positive_int, default=None,
+                            help="stop after taking this many items, dead-lettered ones included "
+                                 "(default: unlimited)")
+        parser.add_argument("--max-concurrent", type=positive_int, default=5,
+                            help="items processed at once (default: 5)")
+        parser.add_argument("--consumer-name", default=socket.gethostname(),
+                            help="names this consumer's processing list; a restart under the same name "
+                                 "resumes what a crash left (default: the host name)")
+        source = parser.add_mutually_exclusive_group()
+        source.add_argument("--handler", default=None, metavar="DOTTED.PATH",
+                            help=f"an async def handler(data: dict) to run instead of the default "
+                                 f"async_handle (default: ${HANDLER_ENV})")
+        source.add_argument("--forward", action="store_true",
+                            help="submit each item to the Celery task layer (submit_task) instead of "
+                                 "running it here")
+        parser.add_argument("--grace-period", type=seconds, default=30.0,
+                            help="after SIGINT/SIGTERM, seconds running items get to finish before they "
+                                 "are put back on the list (default: 30)")
+        parser.add_argument("--retry-window", type=seconds, default=20.0,
+                            help="seconds Redis may stay unreachable before the command gives up "
+                                 "(default: 20)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["verbosity"] == 0:
+            logging.getLogger("easyrag.task_app.legacy").setLevel(logging.WARNING)
+        elif options["verbosity"] >= 2:
+            logging.getLogger("easyrag.task_app.legacy").setLevel(logging.DEBUG)
+        try:
+            consumer_options = ConsumerOptions(
+                redis_key=options["redis_key"], interval=options["interval"],
+                max_tasks=options["max_tasks"], max_concurrent=options["max_concurrent"],
+                consumer_name=options["consumer_name"], grace_period=options["grace_period"],
+                retry_window=options["retry_window"],
+            )
+        except ValueError as error:
+            raise CommandError(str(error), returncode=1) from None
+        try:
+            if options["forward"]:
+                from easyrag.task_app.legacy.forward import make_forwarder
+
+                handler = make_forwarder()
+            else:
+                handler = load_handler(options["handler"] or handler_path_from_env())
+            asyncio.run(run_consumer(consumer_options, handler))
+        except LegacyConsumerError as error:
+            raise CommandError(str(error), returncode=1) from None
