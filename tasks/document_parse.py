@@ -11,7 +11,8 @@ unsupported type, corrupt file, nothing saved to resume from) fails the task at 
 retries (PermanentTaskError); the document then says ``failed`` and why, unless it is missing or
 someone else's, which leaves it untouched.
 
-The stages run in threads: the handler event loop is shared by every task of the process.
+The stages run in threads, off the handler's event loop, so a cancel or a timeout stops the task at
+once; an extraction still running then stops at its next page.
 """
 
 from __future__ import annotations

@@ -14,12 +14,14 @@ import uuid
 import pytest
 import redis
 from django.core.files.base import ContentFile
+from fpdf import FPDF
 
 from easyrag.documents.models import Chunk, Document
 from easyrag.documents.pipeline import chunks_name, text_name
-from easyrag.task_app.async_task_framework import TaskStatus, submit_task
+from easyrag.task_app.async_task_framework import TaskStatus, cancel_task, get_task_status, submit_task
 from tests.documents.pdfs import pdf_bytes
 from tests.handlers.conftest import assert_failed_at_once, wait_final
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)  # worker threads have their own connections
 
@@ -202,6 +204,29 @@ def test_damaged_saved_chunks_fail_the_store_and_keep_the_earlier_chunks(live_wo
     assert chunk_texts(document) == before  # the transaction rolled back
     document.refresh_from_db()
     assert document.status == "failed"
+
+
+def long_pdf(pages: int) -> bytes:
+    """Many short pages, quick to write and slow enough to read (pypdf: ~0.5 ms a page here)."""
+    pdf = FPDF()
+    pdf.set_font("helvetica", size=11)
+    for number in range(pages):
+        pdf.add_page()
+        pdf.text(20, 20, f"Page {number}: a few words for the parser to extract.")
+    return bytes(pdf.output())
+
+
+def test_a_cancelled_parse_ends_cancelled_and_marks_the_document_failed(live_worker, folders):
+    document = make_document("long.pdf", long_pdf(3000))
+    task_id = submit_task("DocumentParseTaskHandler", {"document_id": document.id})
+    wait_until(lambda: (task := get_task_status(task_id)) and task.message.startswith("EXTRACT: page"),
+               timeout=30, message="the extraction to be under way")
+    assert cancel_task(task_id) is True
+    task = wait_final(task_id)
+    assert task.status is TaskStatus.CANCELLED, (task.status, task.error)
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("failed", "parse cancelled or timed out")
+    assert chunk_texts(document) == []
 
 
 def test_missing_document_fails_at_once(live_worker, folders):
