@@ -1,0 +1,107 @@
+"""--forward: each item becomes a Celery task through submit_task; refused submissions are dead-lettered."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+
+import easyrag.task_app.legacy.celery_handler  # noqa: F401 - LegacyTaskHandler, for the in-process worker
+from easyrag.task_app.async_task_framework import TaskStatus, get_task_status
+from easyrag.task_app.legacy.forward import FALLBACK_MODULE, map_item
+from tests.conftest import TEST_HANDLER_MODULES
+from tests.legacy.conftest import KEY, push
+from tests.support.waiting import wait_until
+
+PROCESSING = f"{KEY}:processing:c1"
+ARGS = ("--redis-key", KEY, "--consumer-name", "c1", "--forward")
+WITH_FALLBACK = {"ASYNC_TASK_HANDLER_MODULES": f"{TEST_HANDLER_MODULES},{FALLBACK_MODULE}"}
+FORWARDED = re.compile(r"Forwarded (\S+) task as Celery task (\S+) \((\w+)\)")
+
+
+def forwarded(output: str) -> dict[str, tuple[str, str]]:
+    """legacy type -> (task id, Celery handler), from the command's log."""
+    return {legacy: (task_id, handler) for legacy, task_id, handler in FORWARDED.findall(output)}
+
+
+def completed(task_id: str):
+    return wait_until(lambda: (task := get_task_status(task_id)) and task.status is TaskStatus.COMPLETED
+                      and task, timeout=20, message=f"task {task_id} COMPLETED")
+
+
+def test_forwarded_items_run_on_a_celery_worker_and_refusals_are_dead_lettered(live_worker, async_command,
+                                                                               redis_client):
+    refused = {
+        json.dumps({"type": "EchoTaskHandler", "data": [1, 2]}):
+            "InvalidTaskDataError: task_data must be a JSON object",
+        json.dumps({"type": "EchoTaskHandler", "data": {}, "priority": 9}):
+            "InvalidPriorityError: priority must be an int from 0 (URGENT) to 3 (LOW), got 9",
+    }
+    push(redis_client, [
+        json.dumps({"type": "EchoTaskHandler", "data": {"x": 1}}),
+        json.dumps({"type": "email", "data": {"to": "user@example.com", "subject": "Hi", "body": "hello"}}),
+        json.dumps({"type": "fast_task", "data": {"n": 1}, "priority": 0}),
+        *refused,
+    ])
+    command = async_command(*ARGS, "--max-tasks", "5", env=WITH_FALLBACK)
+    assert command.wait() == 0, command.stderr()
+
+    submitted = forwarded(command.stderr())
+    assert {legacy: handler for legacy, (_, handler) in submitted.items()} == {
+        "EchoTaskHandler": "EchoTaskHandler", "email": "EmailSendTaskHandler",
+        "fast_task": "LegacyTaskHandler"}
+    assert completed(submitted["EchoTaskHandler"][0]).result == {"echo": {"x": 1}, "user_id": None}
+    email = completed(submitted["email"][0])
+    assert email.result == {"sent": 1, "recipients": ["user@example.com"]}
+    assert email.task_data == {"to_email": "user@example.com", "subject": "Hi", "body": "hello"}
+    fallback = completed(submitted["fast_task"][0])
+    assert (fallback.result, fallback.priority) == ({"type": "fast_task", "handled": True}, 0)
+    assert fallback.task_data == {"type": "fast_task", "data": {"n": 1}}
+
+    letters = {(letter := json.loads(raw))["raw"]: letter["error"]
+               for raw in redis_client.lrange(f"{KEY}:dead", 0, -1)}
+    assert letters.keys() == refused.keys()
+    for raw, error in letters.items():
+        assert error.startswith(refused[raw]), error
+    assert redis_client.exists(KEY, PROCESSING) == 0
+
+
+def test_unmapped_type_without_the_fallback_handler_is_dead_lettered_naming_the_fix(async_command,
+                                                                                     redis_client):
+    push(redis_client, [json.dumps({"type": "slow_task", "data": {}})])
+    command = async_command(*ARGS, "--max-tasks", "1")
+    assert command.wait() == 0, command.stderr()
+    letter = json.loads(redis_client.lindex(f"{KEY}:dead", 0))
+    assert letter["error"] == (
+        f"UnknownTaskTypeError: legacy type 'slow_task' has no Celery handler: register a handler of that "
+        f"name, or add {FALLBACK_MODULE} to ASYNC_TASK_HANDLER_MODULES (workers and this consumer) to run "
+        f"it with LegacyTaskHandler")
+
+
+def test_item_stays_held_while_the_broker_queue_is_full_and_goes_back_on_stop(async_command, redis_client):
+    first = json.dumps({"type": "EchoTaskHandler", "data": {"n": 1}})
+    second = json.dumps({"type": "EchoTaskHandler", "data": {"n": 2}})
+    push(redis_client, [first, second])
+    # No worker, room for one message; one at a time (the facade's bound is check-then-publish).
+    command = async_command(*ARGS, "--grace-period", "0.5", "--max-concurrent", "1",
+                            env={"ASYNC_TASK_QUEUE_SIZE": "1"})
+    wait_until(lambda: "Broker queue full" in command.stderr(), message="the second submission refused")
+    assert redis_client.lrange(PROCESSING, 0, -1) == [second]
+    command.send(signal.SIGTERM)
+    assert command.wait() == 0, command.stderr()
+    assert redis_client.lrange(KEY, 0, -1) == [second]
+    assert redis_client.exists(f"{KEY}:dead", PROCESSING) == 0
+    assert len(forwarded(command.stderr())) == 1
+
+
+def test_mapping_table():
+    registered = {"EchoTaskHandler", "EmailSendTaskHandler"}
+    assert map_item({"type": "email", "data": {"to": "a@b.c", "subject": "s"}}, registered) == (
+        "EmailSendTaskHandler", {"to_email": "a@b.c", "subject": "s"})
+    assert map_item({"type": "file_process", "data": {"file_path": "x.csv"}}, registered) == (
+        "DataProcessTaskHandler", {"data_source": "x.csv"})
+    assert map_item({"type": "EchoTaskHandler", "data": {"to": 1}}, registered) == (
+        "EchoTaskHandler", {"to": 1})
+    assert map_item({"type": "medium_task", "data": {"a": 1}}, registered) == (
+        "LegacyTaskHandler", {"type": "medium_task", "data": {"a": 1}})
+    assert map_item({"data": {}}, registered) == ("LegacyTaskHandler", {"type": None, "data": {}})
