@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 
 from django.core.management import call_command
 
 from easyrag.task_app.async_task_framework import submit_task
+from tests.support.waiting import wait_until
+from tests.support.workers import ROOT
 
 SPEC_KEYS = {"total_tasks", "pending_tasks", "running_tasks", "completed_tasks", "failed_tasks",
              "cancelled_tasks", "queue_size", "queue_sizes", "workers", "instance_id"}
@@ -28,3 +35,23 @@ def test_table_shows_counts_queues_and_workers(live_worker):
     text = out.getvalue()
     for word in ("total", "pending", "URGENT", "LOW", live_worker.nodename.split("@")[0]):
         assert word in text, text
+
+
+def test_watch_refreshes_in_place_until_ctrl_c(tmp_path):
+    output = tmp_path / "watch.out"
+    with open(output, "wb") as sink:
+        watcher = subprocess.Popen(
+            [sys.executable, "manage.py", "task_stats", "--watch", "0.1"], cwd=ROOT, stdout=sink,
+            stderr=subprocess.STDOUT, env={**os.environ, "FORCE_COLOR": "1"},  # a terminal, for rich
+        )
+    try:
+        wait_until(lambda: output.read_text(errors="replace").count("tasks (instance") >= 3, timeout=30,
+                   message="three refreshes")
+        watcher.send_signal(signal.SIGINT)
+        assert watcher.wait(timeout=10) == 0
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    text = output.read_text(errors="replace")
+    assert re.search(r"\x1b\[\d*A", text)  # cursor up: the tables are redrawn in place, not appended
+    assert "Traceback" not in text
