@@ -6,6 +6,7 @@ import json
 import signal
 from datetime import datetime
 
+import pytest
 import redis
 
 from tests.legacy.conftest import KEY, RECORD, ends, item, max_overlap, push, starts, waiting_ids
@@ -49,10 +50,12 @@ def test_fifty_items_valid_ones_processed_once_bad_ones_dead_lettered_lists_empt
     assert "Stopped: took 50 tasks: 35 succeeded, 15 dead-lettered, 0 put back" in command.stderr()
 
 
-def test_no_more_than_max_concurrent_run_at_once_and_that_many_overlap(async_command, redis_client):
+@pytest.mark.parametrize("event_loop", ["uvloop", "asyncio"])
+def test_no_more_than_max_concurrent_run_at_once_and_that_many_overlap(async_command, redis_client,
+                                                                       event_loop):
     push(redis_client, [item(n, seconds=0.3) for n in range(15)])
     command = async_command("--redis-key", KEY, "--max-tasks", "15", "--max-concurrent", "5",
-                            "--consumer-name", "c1", "--handler", RECORD)
+                            "--consumer-name", "c1", "--handler", RECORD, "--event-loop", event_loop)
     assert command.wait() == 0, command.stderr()
     assert ends(redis_client) == {str(n): 1 for n in range(15)}
     assert max_overlap(redis_client) == 5

@@ -33,8 +33,9 @@ STEP = """
 -- ARGV[2k], ARGV[2k+1] (k >= 1) a finished item as taken, and its dead letter ('' if it succeeded)
 -- returns the items taken, oldest first; each is now on the left of the processing list
 for i = 2, #ARGV, 2 do
+  -- count -1 searches from the right, where the oldest (usually the finishing) items are;
   -- the dead letter is written only while this consumer still holds the item
-  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
+  if redis.call('LREM', KEYS[2], -1, ARGV[i]) == 1 and ARGV[i + 1] ~= '' then
     redis.call('LPUSH', KEYS[3], ARGV[i + 1])
   end
 end
@@ -54,7 +55,7 @@ REQUEUE = """
 -- returns how many were put back (an item this consumer no longer holds is skipped)
 local moved = 0
 for i = #ARGV, 1, -1 do
-  if redis.call('LREM', KEYS[2], 1, ARGV[i]) == 1 then
+  if redis.call('LREM', KEYS[2], -1, ARGV[i]) == 1 then
     redis.call('RPUSH', KEYS[1], ARGV[i])
     moved = moved + 1
   end
