@@ -1,8 +1,15 @@
 """DocumentParseTaskHandler: RAG ingestion of a Document, in stages INIT -> EXTRACT -> CHUNK -> STORE -> DONE.
 
-task_data: ``document_id``; ``user_id`` (optional: when given and the document has an owner, they
-must match); ``resume_from`` (``INIT``, ``EXTRACT``, ``CHUNK`` or ``STORE``; default ``INIT``).
-Result: ``{document_id, chunks, characters}``.
+task_data: ``document_id``; ``user_id`` (optional, see below); ``resume_from`` (``INIT``,
+``EXTRACT``, ``CHUNK`` or ``STORE``; default ``INIT``).  Result: ``{document_id, chunks, characters}``.
+
+Whose parse it is: the record's ``user_id`` (the submitting user, set by the API) when it has one; a
+task_data ``user_id`` that differs from it (compared as text) fails the task naming ``user_id``.
+Only a record without an owner (submitted from Python without ``user_id``) takes task_data's
+``user_id``, or parses as nobody.  A document with an owner may be parsed only as that owner; an
+unowned document by anyone.  Staff have no special power here.  Someone else's document fails with
+the same text as a missing one (``document 'X' does not exist (or is not yours)``), so ids cannot
+be probed, and is left untouched.
 
 INIT always runs (load the document, check its owner, mark it ``parsing``); the stages before
 ``resume_from`` are skipped and what they saved is reused (see easyrag.documents.pipeline).  Every
@@ -72,8 +79,23 @@ def _task_data(task: Task) -> tuple[str, Any, str]:
     document_id = str(get_field(data, "document_id", (str, int), "a document id"))
     if not document_id.strip():
         raise TaskDataError("document_id must be a document id, got ''", "document_id")
-    user_id = task.user_id if data.get("user_id") is None else data["user_id"]
-    return document_id, user_id, get_choice(data, "resume_from", STAGES, default="INIT")
+    return document_id, _parsing_user(task), get_choice(data, "resume_from", STAGES, default="INIT")
+
+
+def _parsing_user(task: Task) -> Any:
+    """The user the parse runs as: the record's owner; task_data's ``user_id`` only without one."""
+    given = get_field(task.task_data, "user_id", (str, int), "a user id", default=None)
+    if task.user_id is None:
+        return given
+    if given is not None and str(given) != str(task.user_id):
+        raise TaskDataError(f"user_id {given!r} is not the user who submitted this task; a parse runs "
+                            "as its submitter and may not name another user", "user_id")
+    return task.user_id
+
+
+def _not_found(document_id: str) -> PermanentTaskError:
+    """One text for a missing document and someone else's, so ids cannot be probed."""
+    return PermanentTaskError(f"document {document_id!r} does not exist (or is not yours)")
 
 
 class DocumentParseTaskHandler(TaskHandler):
@@ -86,8 +108,10 @@ class DocumentParseTaskHandler(TaskHandler):
         await task.update_progress(0, f"INIT: loading document {document_id}")
         try:
             document = await _in_db_thread(pipeline.load)(document_id, user_id)
+        except (errors.DocumentNotFound, errors.DocumentAccessDenied):
+            raise _not_found(document_id) from None  # missing or not theirs: leave it alone
         except errors.DocumentError as error:
-            raise PermanentTaskError(str(error)) from None  # missing or not theirs: leave it alone
+            raise PermanentTaskError(str(error)) from None
         stop = threading.Event()
         try:
             return await self._run(task, document, resume_from, stop)

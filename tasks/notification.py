@@ -1,4 +1,5 @@
-"""NotificationTaskHandler: a JSON webhook to an allowed host, or a Redis PUBLISH."""
+"""NotificationTaskHandler: a JSON webhook to an allowed host, or a Redis PUBLISH on a channel of the
+application's own (never one of Celery's, kombu's or this task layer's: see check_redis_channel)."""
 
 from __future__ import annotations
 
@@ -69,11 +70,39 @@ async def post_webhook(url_text: str, payload: Any) -> int:
     return response.status_code
 
 
+#: Substrings of Celery's and kombu's pub/sub channels: ``/<db>.celery.pidbox`` (remote control:
+#: cancel consumers, shut workers down) and ``/<db>.celeryev/...`` (events), whatever the prefixes.
+RESERVED_PARTS = ("pidbox", "celeryev")
+#: Beginnings of names kombu and Celery use: fanout channels, bindings, results, unacked messages.
+RESERVED_STARTS = ("/", "_kombu", "celery-task-meta", "unacked")
+
+
+def check_redis_channel(name: str) -> None:
+    """Refuse a channel name that Celery, kombu or this project use (compared case-insensitively).
+
+    Refused: a name containing ``pidbox`` or ``celeryev``, or starting with ``/``, ``_kombu``,
+    ``celery-task-meta``, ``unacked`` or the project's key prefix and a colon
+    (``ASYNC_TASK_REDIS_PREFIX``, ``async_task:``).  A message published on Celery's control
+    channel can make every worker cancel its consumers or shut down, so task data may not reach
+    them.  Raises TaskDataError (a PermanentTaskError: no retry, nothing published) naming the
+    field ``redis_channel``.
+    """
+    folded = name.casefold()
+    starts = (*RESERVED_STARTS, get_config().redis_prefix + ":")
+    reason = next((f"contains {part!r}" for part in RESERVED_PARTS if part in folded), None) or next(
+        (f"starts with {start!r}" for start in starts if folded.startswith(start.casefold())), None)
+    if reason is not None:
+        raise TaskDataError(f"redis_channel {name!r} is refused: it {reason}, a name reserved for Celery, "
+                            "kombu or this task layer (their control and event channels and keys); "
+                            "nothing was published", "redis_channel")
+
+
 class NotificationTaskHandler(TaskHandler):
     """``channel`` webhook (``url``) or redis (``redis_channel``), and ``payload`` (any JSON value).
 
     Result ``channel``, ``delivered`` and ``status_code`` (webhook) or ``receivers`` (redis:
-    subscribers that got it; delivered means at least one).
+    subscribers that got it; delivered means at least one).  ``redis_channel`` may not be a name
+    Celery, kombu or this project uses (``check_redis_channel``).
     """
 
     async def handle_task(self, task: Task) -> dict[str, Any]:
@@ -89,6 +118,7 @@ class NotificationTaskHandler(TaskHandler):
             result: dict[str, Any] = {"channel": channel, "delivered": True, "status_code": status_code}
         else:
             redis_channel = get_text(data, "redis_channel")
+            check_redis_channel(redis_channel)
             message = json.dumps(payload)
             receivers = await run_step(get_redis_instance().publish, redis_channel, message)
             result = {"channel": channel, "delivered": receivers > 0, "receivers": receivers}

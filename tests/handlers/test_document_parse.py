@@ -81,6 +81,12 @@ def parse(document_id: str, max_retries: int = 3, **task_data) -> object:
                                   max_retries=max_retries), timeout=30)
 
 
+def parse_as(owner: object, document_id: str, /, **task_data) -> object:
+    """Parse with a user-owned record, as the API submits: ``owner`` is the record's ``user_id``."""
+    return wait_final(submit_task("DocumentParseTaskHandler", {"document_id": document_id, **task_data},
+                                  user_id=owner, max_retries=3), timeout=30)
+
+
 def chunk_texts(document: Document) -> list[str]:
     return list(Chunk.objects.filter(document=document).values_list("text", flat=True))
 
@@ -229,9 +235,14 @@ def test_a_cancelled_parse_ends_cancelled_and_marks_the_document_failed(live_wor
     assert chunk_texts(document) == []
 
 
+def not_found(document_id: str) -> str:
+    """The one error text of a missing document and of someone else's."""
+    return f"document {document_id!r} does not exist (or is not yours)"
+
+
 def test_missing_document_fails_at_once(live_worker, folders):
     task = parse("doc_does_not_exist")
-    assert_failed_at_once(task, "document 'doc_does_not_exist' does not exist")
+    assert_failed_at_once(task, not_found("doc_does_not_exist"))
 
 
 @pytest.mark.parametrize(("name", "content", "words"), [
@@ -256,12 +267,28 @@ def test_a_file_missing_from_storage_fails_clearly(live_worker, folders):
     assert_failed_at_once(parse(document.id), "is missing from storage")
 
 
-def test_someone_elses_document_is_refused_and_left_untouched(live_worker, folders, django_user_model):
+def document_state(document: Document) -> tuple:
+    """What a refused parse must leave as it was: status, error, time of change, chunks, saved files."""
+    document.refresh_from_db()
+    storage = document.file.storage
+    saved = [storage.open(name).read() if storage.exists(name) else None
+             for name in (text_name(document), chunks_name(document))]
+    return document.status, document.error, document.updated_at, chunk_texts(document), saved
+
+
+def test_someone_elses_document_fails_like_a_missing_one_and_is_left_untouched(live_worker, folders,
+                                                                              django_user_model):
     owner = django_user_model.objects.create_user(username="owner", password="x")
     other = django_user_model.objects.create_user(username="other", password="x")
     document = make_document("notes.txt", PROSE.encode(), owner=owner)
-    task = parse(document.id, user_id=other.pk)
-    assert_failed_at_once(task, f"does not belong to user {other.pk}")
+    # An unowned record (submitted from Python) takes task_data's user_id, as before.
+    missing_id = "doc_0123456789abcdef01234567"
+    task, missing = parse(document.id, user_id=other.pk), parse(missing_id, user_id=other.pk)
+    assert_failed_at_once(task, not_found(document.id))
+    assert_failed_at_once(missing, not_found(missing_id))
+    # Nothing in the records tells the two apart but the id.
+    seen = [(record.error, record.message, record.progress) for record in (task, missing)]
+    assert repr(seen[0]).replace(document.id, "X") == repr(seen[1]).replace(missing_id, "X"), seen
     document.refresh_from_db()
     assert (document.status, document.error) == ("uploaded", "")
     # The owner may; so may a submission that names no user.
@@ -272,8 +299,45 @@ def test_someone_elses_document_is_refused_and_left_untouched(live_worker, folde
 def test_the_submitters_user_id_is_checked_when_task_data_has_none(live_worker, folders, django_user_model):
     owner = django_user_model.objects.create_user(username="owner", password="x")
     document = make_document("notes.txt", PROSE.encode(), owner=owner)
-    task_id = submit_task("DocumentParseTaskHandler", {"document_id": document.id}, user_id=owner.pk + 1)
-    assert_failed_at_once(wait_final(task_id), "does not belong to user")
+    assert_failed_at_once(parse_as(owner.pk + 1, document.id), not_found(document.id))
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("uploaded", "")
+
+
+def test_a_user_owned_record_parses_the_users_document(live_worker, folders, django_user_model):
+    bob = django_user_model.objects.create_user(username="bob", password="x")
+    document = make_document("notes.txt", PROSE.encode(), owner=bob)
+    unowned = make_document("guide.md", f"# Guide\n\n{PROSE}\n".encode())
+    # As the API submits: the record is Bob's; task_data may repeat his id, as an int or as text.
+    for task_data in ({}, {"user_id": bob.pk}, {"user_id": str(bob.pk)}):
+        task = parse_as(bob.pk, document.id, **task_data)
+        assert task.user_id == bob.pk
+        assert len(assert_parsed(task, document)) >= 3
+    # A document with no owner may be parsed by anyone's record.
+    assert_parsed(parse_as(bob.pk, unowned.id), unowned)
+
+
+def test_a_forged_user_id_in_task_data_is_refused_and_bobs_document_untouched(live_worker, folders,
+                                                                             django_user_model):
+    alice = django_user_model.objects.create_user(username="alice", password="x")
+    bob = django_user_model.objects.create_user(username="bob", password="x")
+    document = make_document("notes.txt", PROSE.encode(), owner=bob)
+    bobs_chunks = assert_parsed(parse_as(bob.pk, document.id), document)
+    before = document_state(document)
+    storage = document.file.storage
+    storage.delete(document.file.name)  # a parse that got through would store these words instead
+    storage.save(document.file.name, ContentFile(b"Alice's words, which must never land in Bob's chunks."))
+    # Alice (the record's owner, set by the API) names Bob in task_data, as an int or as text.
+    for forged in (bob.pk, str(bob.pk)):
+        for resume_from in ("INIT", "STORE"):
+            task = parse_as(alice.pk, document.id, user_id=forged, resume_from=resume_from)
+            assert_failed_at_once(task, f"user_id {forged!r}", "is not the user who submitted this task")
+            assert document.id not in task.error and task.result is None
+    assert document_state(document) == before
+    assert chunk_texts(document) == bobs_chunks
+    # Alice naming herself gets the same answer as for a document that does not exist.
+    assert_failed_at_once(parse_as(alice.pk, document.id, user_id=alice.pk), not_found(document.id))
+    assert document_state(document) == before
 
 
 @pytest.mark.parametrize(("task_data", "words"), [

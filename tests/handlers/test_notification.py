@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import redis
 
+from easyrag.config import get_config
 from easyrag.task_app.async_task_framework import TaskStatus, submit_task
 from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 from tests.support.waiting import wait_until
@@ -168,3 +170,74 @@ def test_bad_task_data_fails_at_once_naming_the_field(live_worker, env):
         ({"channel": "redis", "payload": {}}, "redis_channel"),
         ({"channel": "redis", "redis_channel": "", "payload": {}}, "redis_channel"),
     ]])
+
+
+def refused_channels(redis_test_url: str) -> list[tuple[str, str]]:
+    """(channel, why) for names Celery, kombu or this task layer use; ``/<db>.celery.pidbox`` first."""
+    db = redis.connection.parse_url(redis_test_url).get("db", 0)
+    prefix = get_config().redis_prefix
+    return [
+        (f"/{db}.celery.pidbox", "contains 'pidbox'"),  # kombu's fanout: Celery's remote control
+        ("celery.pidbox", "contains 'pidbox'"),  # the same without the fanout prefix
+        ("Celery.PIDBOX", "contains 'pidbox'"),
+        ("reply.celery.pidbox", "contains 'pidbox'"),
+        (f"/{db}.celeryev/worker.heartbeat", "contains 'celeryev'"),
+        ("app.celeryev", "contains 'celeryev'"),
+        ("/app/updates", "starts with '/'"),
+        ("_kombu.binding.celery", "starts with '_kombu'"),
+        (f"celery-task-meta-{uuid.uuid4()}", "starts with 'celery-task-meta'"),
+        ("unacked_index", "starts with 'unacked'"),
+        (f"{prefix}:task:{uuid.uuid4()}", f"starts with '{prefix}:'"),
+        (f"{prefix.upper()}:counters", f"starts with '{prefix}:'"),
+    ]
+
+
+def messages_until(subscriber: redis.client.PubSub, channel: str) -> list[dict]:
+    """Every message ``subscriber`` gets, up to and including the first one on ``channel``."""
+    received: list[dict] = []
+
+    def got_channel() -> bool:
+        message = subscriber.get_message(timeout=0.1)
+        if message is not None:
+            received.append(message)
+        return message is not None and message["channel"] == channel
+
+    wait_until(got_channel, message=f"a message on {channel}")
+    return received
+
+
+def test_reserved_redis_channels_are_refused_and_nothing_is_published(live_worker, redis_client,
+                                                                      redis_test_url):
+    cases = refused_channels(redis_test_url)
+    allowed = f"easyrag-test:notify:{uuid.uuid4()}"
+    subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(*(channel for channel, _ in cases), allowed)
+    # One SUBSCRIBE for all: once the last channel counts its subscriber, every channel does.
+    wait_until(lambda: redis_client.pubsub_numsub(allowed) == [(allowed, 1)], message="the subscriptions")
+    marker = f"must-not-arrive-{uuid.uuid4()}"
+    assert_each_fails_at_once("NotificationTaskHandler", [
+        ({"channel": "redis", "redis_channel": channel, "payload": {"marker": marker, "shutdown": True}},
+         ["redis_channel", repr(channel), why, "reserved for Celery, kombu or this task layer"])
+        for channel, why in cases])
+    # Then a publish on an allowed channel of the same subscriber: Redis delivers in order, so once it
+    # is here, anything published on the refused channels before it would be here too.
+    task = notify({"channel": "redis", "redis_channel": allowed, "payload": {"last": marker}})
+    assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
+    received = messages_until(subscriber, allowed)
+    assert [(m["channel"], json.loads(m["data"])) for m in received] == [(allowed, {"last": marker})]
+    subscriber.close()
+
+
+@pytest.mark.parametrize("name", ["app:notifications", "user/42/events", "celery-results", "unpacked",
+                                  "async_tasks:feed"])
+def test_ordinary_redis_channels_near_the_reserved_names_still_work(live_worker, redis_client, name):
+    assert not name.startswith(get_config().redis_prefix + ":")
+    channel = f"{name}-{uuid.uuid4()}"
+    subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(channel)
+    wait_until(lambda: redis_client.pubsub_numsub(channel) == [(channel, 1)], message="the subscription")
+    task = notify({"channel": "redis", "redis_channel": channel, "payload": {"n": 1}})
+    assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
+    message = wait_until(lambda: subscriber.get_message(timeout=0.1), message="the published message")
+    assert (message["channel"], json.loads(message["data"])) == (channel, {"n": 1})
+    subscriber.close()
