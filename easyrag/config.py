@@ -168,6 +168,8 @@ TASK_OPTIONS: tuple[Option, ...] = (
            "directories handlers may read and write (default: MEDIA_ROOT and data/)"),
     Option("ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts", comma_list, (),
            "hosts that notifications may POST to"),
+    Option("ASYNC_TASK_API_TASK_TYPES", "api_task_types", comma_list, ("DocumentParseTaskHandler",),
+           "task types non-staff users may submit through the REST API (staff: every type)"),
     Option("ASYNC_TASK_CHUNK_SIZE", "chunk_size", positive_int, 1000,
            "document chunk size, in characters"),
     Option("ASYNC_TASK_CHUNK_OVERLAP", "chunk_overlap", non_negative_int, 100,
@@ -281,6 +283,7 @@ class Config:
     max_data_bytes: int
     file_roots: tuple[Path, ...]
     webhook_allowed_hosts: tuple[str, ...]
+    api_task_types: tuple[str, ...]
     chunk_size: int
     chunk_overlap: int
     max_upload_bytes: int

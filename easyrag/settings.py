@@ -92,6 +92,10 @@ LOGGING = {
     },
 }
 
+# Request bodies up to 16 MiB reach DRF, so task data over ASYNC_TASK_MAX_DATA_BYTES (1 MiB by
+# default) gets the API's JSON 400 naming task_data rather than Django's bare "Bad Request" page.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 16 * 1024 * 1024
+
 REST_FRAMEWORK = {
     # Token first: a request without credentials gets 401 with "WWW-Authenticate: Token".
     "DEFAULT_AUTHENTICATION_CLASSES": [

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from celery import current_app
@@ -36,7 +35,7 @@ from easyrag.task_app.task_handlers import (
     MAX_RETRIES_HEADER,
     TIMEOUT_HEADER,
     TaskHandler,
-    load_handler_modules,
+    ensure_handlers_loaded,
     register_task_handler,
 )
 from easyrag.task_app.validation import validate_submission
@@ -68,15 +67,6 @@ __all__ = (
 )
 
 logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
-_loaded = threading.Event()
-
-
-def _ensure_handlers_loaded() -> None:
-    if not _loaded.is_set():
-        load_handler_modules()
-        _loaded.set()
-
-
 def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskPriority.NORMAL,
                 timeout: float | None = None, max_retries: int | None = None, user_id: Any = None) -> str:
     """Queue a task for its handler and return its id at once.
@@ -84,7 +74,7 @@ def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskP
     Raises a TaskValidationError subclass naming the bad field (nothing queued or recorded) or
     QueueFullError.  Round trips: 1 (queue lengths) + the publish + 1 (PENDING record).
     """
-    _ensure_handlers_loaded()
+    ensure_handlers_loaded()
     validate_submission(task_type, task_data, priority, timeout, max_retries)
     client = get_redis_instance()
     framework = get_task_framework()

@@ -89,6 +89,8 @@ class GuardedTask(Task):
         headers.setdefault(CREATED_AT_HEADER, now_iso())
         result = super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
                                      link_error=link_error, shadow=shadow, headers=headers, **options)
+        if self.app.conf.task_always_eager:  # ran in this process already, unguarded: no record
+            return result
         if not options.get("retries") and DEFER_HEADER not in headers:
             record = TaskRecord(
                 task_id=result.id, task_type=self.name, task_data=task_data_of(args or (), kwargs or {}),
@@ -102,7 +104,7 @@ class GuardedTask(Task):
                            result.id, time.time())
         return result
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # "self" may be a task-data key
         request = self.request
         if request.called_directly or request.is_eager:
             return self.run(*args, **kwargs)  # not a broker delivery: nothing to guard
@@ -115,8 +117,7 @@ class GuardedTask(Task):
             client, [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
                      keys.defer_key(task_id), keys.counters_key()],
             owner=f"{worker_nodename(request)}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lock_ttl_ms=int(config.lock_timeout * 1000), record_ttl=config.result_ttl,
-            running_json=running.to_json(),
+            lock_ttl_ms=int(config.lock_timeout * 1000), running_json=running.to_json(),
             carried_defer_token=self._header(DEFER_HEADER) or "", new_defer_token=defer_token,
             defer_ttl_ms=config.visibility_timeout * 1000,
         )
@@ -183,20 +184,26 @@ class GuardedTask(Task):
             progress=100 if status is TaskStatus.COMPLETED else running.progress,
             finished_at=None if status is TaskStatus.RETRYING else now_iso(),
         )
+        # A cancel requested while this run was failing ends the task instead of retrying it.
+        cancelled = (running.replace(status=TaskStatus.CANCELLED, message="cancelled", finished_at=now_iso())
+                     if status is TaskStatus.RETRYING else None)
         recorded = scripts.finish(
             get_redis_instance(),
             [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
              keys.counters_key()],
             claim.lock_value, status.value, record.to_json(), config.result_ttl,
+            cancelled.to_json() if cancelled else "",
         )
-        if recorded:
+        if recorded == 2:
+            logger.info("task %s (%s): cancelled while failing; not retried", task_id, self.name)
+        elif recorded:
             # Success is DEBUG: Celery's worker already logs "Task ... succeeded" at INFO.
             level = logging.DEBUG if status is TaskStatus.COMPLETED else logging.INFO
             logger.log(level, "task %s (%s): %s", task_id, self.name, status.value)
         else:
             logger.warning("task %s (%s): lost its lock before recording %s; another holder's "
                            "outcome stands", task_id, self.name, status.value)
-        return recorded
+        return bool(recorded)
 
     def _defer(self, claim: scripts.Claim, token: str) -> None:
         """Put a BUSY delivery off: re-publish it (same id, not a retry) unless a deferral is live."""

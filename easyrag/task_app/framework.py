@@ -7,6 +7,8 @@ thread of their own), named ``instance_id@<host>`` as the management command nam
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -56,7 +58,9 @@ class TaskFramework:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "easyrag", "worker", "-c", str(self.max_workers),
              "-n", f"{self.instance_id}@%h", "-l", "info"], cwd=ROOT, env=env,
+            start_new_session=True,  # its own process group: stop() can reach the pool children
         )
+        atexit.register(self.stop)  # never leave an orphaned worker behind this process
         logger.info("started worker %s (concurrency %s, pid %s)", self.nodename, self.max_workers,
                     self.process.pid)
         return self
@@ -68,8 +72,9 @@ class TaskFramework:
         self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        except subprocess.TimeoutExpired:  # overstayed its warm shutdown: the whole group goes
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
         logger.info("stopped worker %s", self.nodename)
 
@@ -92,8 +97,8 @@ def start_task_framework(max_workers: int = 4, queue_size: int = 100,
                          instance_id: str | None = None) -> TaskFramework:
     """Start a worker from code in the background and return the framework (``.stop()`` stops it)."""
     global _framework
-    with _lock:
+    with _lock:  # held while starting: two callers at once must not start two workers
         if _framework is not None and _framework.running:
             return _framework
         _framework = TaskFramework(max_workers, queue_size, instance_id)
-    return _framework.start()
+        return _framework.start()

@@ -18,7 +18,8 @@ class OwnerTasks:
     """The tasks submitted with ``user_id``, newest first, sliceable like a queryset.
 
     Django's Paginator calls ``count()`` and slices: each page costs two round trips (ZREVRANGE,
-    MGET).  Ids whose record expired are dropped from the index as they are met.
+    MGET).  An entry whose record expired is skipped on its page but stays in the index (and in
+    ``count()``) until SUBMIT trims it, so that reading a page never shifts the next one.
     """
 
     def __init__(self, user_id: Any) -> None:
@@ -39,7 +40,4 @@ class OwnerTasks:
         if not ids:
             return []
         texts = self.client.mget([keys.record_key(task_id) for task_id in ids])
-        expired = [task_id for task_id, text in zip(ids, texts, strict=True) if text is None]
-        if expired:
-            self.client.zrem(self.index, *expired)
         return [Task.from_json(text) for text in texts if text is not None]

@@ -152,8 +152,10 @@ def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]], timeout: float,
 
     task = loop.create_task(bounded())
     if renewal is not None:
-        renewal.on_cancel = lambda: loop.call_soon_threadsafe(task.cancel)
-        if renewal.cancel_requested:  # asked before on_cancel was in place
+        # A cancel request, or the claim lost to another holder (a stall longer than the lock's
+        # TTL): stop this run; a lost run's outcome is fenced out anyway.
+        renewal.on_cancel = renewal.on_lost = lambda: loop.call_soon_threadsafe(task.cancel)
+        if renewal.cancel_requested or renewal.lost:  # happened before the hooks were in place
             task.cancel()
     try:
         return loop.run_until_complete(task)

@@ -8,6 +8,9 @@ with an explicit ``client=``.  Each has one Python function below mapping its re
 The lock's value is ``"<fence>:<owner>"``: ``fence`` is the guard's claim counter, so a holder
 whose lock expired and was taken over carries an older fence, and every write it attempts fails
 the fence check (a fencing token, as in Kleppmann's "How to do distributed locking").
+
+A live task's guard and record never expire (however long it waits in the broker or runs): only
+the final states (FINISH, CANCEL) set ``result_ttl`` on them.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ CLAIM = f"""
 -- claim: take a task's lock and mark it RUNNING, unless it finished or a live holder runs it
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] defer marker
 -- KEYS[5] counters hash
--- ARGV[1] owner           ARGV[2] lock ttl (ms)   ARGV[3] record ttl (s)  ARGV[4] RUNNING record JSON
--- ARGV[5] deferral token this message carries ('' if none)   ARGV[6] a fresh deferral token
--- ARGV[7] defer marker ttl (ms)
+-- ARGV[1] owner           ARGV[2] lock ttl (ms)   ARGV[3] RUNNING record JSON
+-- ARGV[4] deferral token this message carries ('' if none)   ARGV[5] a fresh deferral token
+-- ARGV[6] defer marker ttl (ms)
 -- returns {{'DONE', state}} finished or cancelled · {{'BUSY', pttl ms, 'DEFER'|'DROP'}} held by a
 --   live holder: DEFER = this message must re-publish itself, DROP = a live deferral exists ·
 --   {{'OK', lock value, crashes, cancel flag}} claimed
@@ -37,8 +40,8 @@ end
 local pttl = redis.call('PTTL', KEYS[2])
 if pttl ~= -2 then
   local marker = redis.call('GET', KEYS[4])
-  if (not marker) or marker == ARGV[5] then
-    redis.call('SET', KEYS[4], ARGV[6], 'PX', ARGV[7])
+  if (not marker) or marker == ARGV[4] then
+    redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
     return {{'BUSY', pttl, 'DEFER'}}
   end
   return {{'BUSY', pttl, 'DROP'}}
@@ -57,8 +60,8 @@ local fence = redis.call('HINCRBY', KEYS[1], 'fence', 1)
 local value = fence .. ':' .. ARGV[1]
 redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
 redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'owner', ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('SET', KEYS[3], ARGV[4], 'EX', ARGV[3])
+redis.call('PERSIST', KEYS[1])
+redis.call('SET', KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[4])
 return {{'OK', value, crashes, guard[3] or '0'}}
 """
@@ -98,7 +101,9 @@ FINISH = f"""
 -- finish: record a task's outcome and release its lock, if this holder's fence is still current
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] counters hash
 -- ARGV[1] lock value      ARGV[2] new state       ARGV[3] record JSON     ARGV[4] record ttl (s)
--- returns 1 recorded · 0 fenced out (another holder claimed since, or not RUNNING): nothing written
+-- ARGV[5] for RETRYING: the CANCELLED record JSON to write instead if a cancel was requested ('')
+-- returns 1 recorded · 2 recorded CANCELLED instead of RETRYING · 0 fenced out (another holder
+--   claimed since, or not RUNNING): nothing written
 {COUNTERS}local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
 local s = redis.call('HGET', KEYS[1], 'state')
 -- RUNNING too: after this holder released for a retry its fence is still current until the
@@ -106,29 +111,37 @@ local s = redis.call('HGET', KEYS[1], 'state')
 if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence or s ~= 'RUNNING' then
   return 0
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[2])
+local state, record, outcome = ARGV[2], ARGV[3], 1
+if state == 'RETRYING' and ARGV[5] ~= '' and redis.call('HGET', KEYS[1], 'cancel') == '1' then
+  state, record, outcome = 'CANCELLED', ARGV[5], 2  -- cancelled while failing: no retry
+end
+redis.call('HSET', KEYS[1], 'state', state)
 redis.call('HDEL', KEYS[1], 'owner')
 redis.call('HINCRBY', KEYS[4], 'running', -1)
-redis.call('HINCRBY', KEYS[4], COUNTER[ARGV[2]], 1)
-redis.call('EXPIRE', KEYS[1], ARGV[4])
-redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[4])
+redis.call('HINCRBY', KEYS[4], COUNTER[state], 1)
+if state == 'RETRYING' then  -- still live: no expiry
+  redis.call('SET', KEYS[3], record)
+else
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('SET', KEYS[3], record, 'EX', ARGV[4])
+end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
 end
-return 1
+return outcome
 """
 
 WRITE = """
 -- write: replace a running task's record (progress), if this holder's fence is still current
 -- KEYS[1] guard hash      KEYS[2] record key
--- ARGV[1] lock value      ARGV[2] record JSON     ARGV[3] record ttl (s)
+-- ARGV[1] lock value      ARGV[2] record JSON
 -- returns 1 written · 0 fenced out
 local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
 if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence
     or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
   return 0
 end
-redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
@@ -139,19 +152,18 @@ SUBMIT = """
 -- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
 -- ARGV[3] task id         ARGV[4] created (epoch s)  ARGV[5] drop index entries created before
 -- returns 1 recorded · 0 the id is known already (a worker was faster, or a re-publish)
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'state', 'PENDING', 'fence', 0)
-redis.call('EXPIRE', KEYS[1], ARGV[2])
-redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
-redis.call('HINCRBY', KEYS[3], 'total', 1)
-redis.call('HINCRBY', KEYS[3], 'pending', 1)
-if KEYS[4] then
+if KEYS[4] then  -- indexed even when a worker was faster: the owner must find it in the list
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
   redis.call('EXPIRE', KEYS[4], ARGV[2])
 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  return 0
+end
+redis.call('HSET', KEYS[1], 'state', 'PENDING', 'fence', 0)
+redis.call('SET', KEYS[2], ARGV[1])
+redis.call('HINCRBY', KEYS[3], 'total', 1)
+redis.call('HINCRBY', KEYS[3], 'pending', 1)
 return 1
 """
 
@@ -207,11 +219,11 @@ class Claim:
     must_defer: bool = False  # BUSY: this message must re-publish itself
 
 
-def claim(client: redis.Redis, keys: list[str], owner: str, lock_ttl_ms: int, record_ttl: int,
-          running_json: str, carried_defer_token: str, new_defer_token: str, defer_ttl_ms: int) -> Claim:
+def claim(client: redis.Redis, keys: list[str], owner: str, lock_ttl_ms: int, running_json: str,
+          carried_defer_token: str, new_defer_token: str, defer_ttl_ms: int) -> Claim:
     """Run CLAIM (one round trip)."""
     reply = _script(client, CLAIM)(keys=keys, client=client, args=[
-        owner, lock_ttl_ms, record_ttl, running_json, carried_defer_token, new_defer_token, defer_ttl_ms,
+        owner, lock_ttl_ms, running_json, carried_defer_token, new_defer_token, defer_ttl_ms,
     ])
     outcome = _text(reply[0])
     if outcome == "DONE":
@@ -238,21 +250,23 @@ def renew_many(client: redis.Redis, claims: list[tuple[list[str], str, int, str]
 
 
 def finish(client: redis.Redis, keys: list[str], lock_value: str, state: str, record_json: str,
-           record_ttl: int) -> bool:
-    """Run FINISH (one round trip): True when the outcome was recorded and the lock released."""
-    return bool(_script(client, FINISH)(keys=keys, client=client,
-                                        args=[lock_value, state, record_json, record_ttl]))
+           record_ttl: int, cancelled_json: str = "") -> int:
+    """Run FINISH (one round trip): 1 recorded and the lock released; 2 recorded CANCELLED instead
+    of RETRYING (``cancelled_json``: a cancel was requested meanwhile); 0 fenced out."""
+    return int(_script(client, FINISH)(keys=keys, client=client,
+                                       args=[lock_value, state, record_json, record_ttl, cancelled_json]))
 
 
-def write(client: redis.Redis, keys: list[str], lock_value: str, record_json: str, record_ttl: int) -> bool:
+def write(client: redis.Redis, keys: list[str], lock_value: str, record_json: str) -> bool:
     """Run WRITE (one round trip): True when the record was replaced."""
-    return bool(_script(client, WRITE)(keys=keys, client=client, args=[lock_value, record_json, record_ttl]))
+    return bool(_script(client, WRITE)(keys=keys, client=client, args=[lock_value, record_json]))
 
 
 def submit(client: redis.Redis, keys: list[str], pending_json: str, record_ttl: int, task_id: str = "",
            created: float = 0.0) -> bool:
-    """Run SUBMIT (one round trip): True when the PENDING record was written (and indexed, when
-    ``keys`` has the owner's index: entries older than the record TTL are dropped from it)."""
+    """Run SUBMIT (one round trip): True when the PENDING record was written.  When ``keys`` has
+    the owner's index the task is indexed in any case, and entries older than the record TTL are
+    dropped from it."""
     args = [pending_json, record_ttl, task_id, repr(created), repr(created - record_ttl)]
     return bool(_script(client, SUBMIT)(keys=keys, client=client, args=args))
 

@@ -6,12 +6,15 @@ from typing import Any
 
 from rest_framework import serializers
 
+from easyrag.config import get_config
 from easyrag.task_app.records import TaskPriority, TaskStatus
-from easyrag.task_app.task_handlers import registered_handlers
+from easyrag.task_app.task_handlers import ensure_handlers_loaded, registered_handlers
 
 
 class SubmitTaskSerializer(serializers.Serializer):
-    task_type = serializers.ChoiceField(choices=[], help_text="a registered handler's name")
+    task_type = serializers.ChoiceField(
+        choices=[], help_text="a registered handler's name (non-staff: one of ASYNC_TASK_API_TASK_TYPES)",
+        error_messages={"invalid_choice": '"{input}" is not a task type you may submit.'})
     task_data = serializers.JSONField(help_text="a JSON object: the handler's input")
     priority = serializers.ChoiceField(choices=[p.value for p in TaskPriority], default=TaskPriority.NORMAL,
                                        help_text="0 URGENT, 1 HIGH, 2 NORMAL, 3 LOW")
@@ -20,8 +23,15 @@ class SubmitTaskSerializer(serializers.Serializer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # The handlers registered in this process (all of them once Django is ready).
-        self.fields["task_type"].choices = sorted(registered_handlers())
+        # The handlers registered in this process (all of them once Django is ready); for a
+        # non-staff caller, and in the published schema, only those the operator opened to
+        # everyone (handlers read files, send mail, publish...).
+        ensure_handlers_loaded()
+        types = set(registered_handlers())
+        request = self.context.get("request")
+        if request is None or not request.user.is_staff:
+            types &= set(get_config().api_task_types)
+        self.fields["task_type"].choices = sorted(types)
 
     def validate_task_data(self, value: object) -> object:
         if not isinstance(value, dict):

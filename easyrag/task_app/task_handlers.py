@@ -12,6 +12,7 @@ import importlib
 import inspect
 import logging
 import random
+import threading
 from typing import Any
 
 from celery import shared_task
@@ -21,7 +22,7 @@ from easyrag.config import get_config
 from easyrag.task_app import keys, scripts
 from easyrag.task_app.base_task import GuardedTask
 from easyrag.task_app.exceptions import PermanentTaskError, TaskCancelledError, TaskTimeoutError
-from easyrag.task_app.records import Task
+from easyrag.task_app.records import Task, TaskStatus
 from easyrag.task_app.runner import run_coroutine
 
 logger = logging.getLogger("EasyRAG.task_app.task_handlers")
@@ -59,6 +60,9 @@ class HandlerTask(GuardedTask):
 
     #: The TaskHandler subclass this task runs (set by register_task_handler).
     handler_class: type[TaskHandler]
+    #: Any JSON object is task data, even {"self": ...}: Celery's argument check would refuse
+    #: keys that clash with its generated header's parameter names.
+    typing = False
 
     def run_handler(self, task_data: dict[str, Any]) -> Any:
         request = self.request
@@ -66,9 +70,11 @@ class HandlerTask(GuardedTask):
         timeout = float(self._header(TIMEOUT_HEADER) or config.default_timeout)
         max_retries = self._header(MAX_RETRIES_HEADER)
         max_retries = config.default_retries if max_retries is None else int(max_retries)
-        record, claim = request.easyrag_record, request.easyrag_claim
+        record = getattr(request, "easyrag_record", None)
+        if record is None:  # called directly or in eager mode: no claim, no record, no progress
+            return self._run_unguarded(task_data, timeout)
         task = Task(**{name: getattr(record, name) for name in record.__dataclass_fields__},
-                    _report=self._progress_reporter(record, claim.lock_value))
+                    _report=self._progress_reporter(record, request.easyrag_claim.lock_value))
         handler = self.handler_class()
         if not handler.can_handle(self.name):
             raise PermanentTaskError(f"{self.handler_class.__name__} cannot handle task type {self.name!r}")
@@ -94,16 +100,29 @@ class HandlerTask(GuardedTask):
         logger.info("task %s (%s): finished", request.id, self.name)
         return result
 
+    def _run_unguarded(self, task_data: dict[str, Any], timeout: float) -> Any:
+        """``task(**data)``, ``.apply()`` and ``task_always_eager``: Celery runs the body in this
+        process without a broker delivery, so there is nothing to claim or record."""
+
+        async def ignore_progress(percent: int, message: str) -> None:
+            return None
+
+        task = Task(task_id=self.request.id or "", task_type=self.name, task_data=task_data,
+                    status=TaskStatus.RUNNING, _report=ignore_progress)
+        handler = self.handler_class()
+        if inspect.iscoroutinefunction(handler.handle_task):
+            return run_coroutine(lambda: handler.handle_task(task), timeout)
+        return handler.handle_task(task)
+
     def _progress_reporter(self, record: Any, lock_value: str):
         """An async callable that writes progress into the record, fenced by this holder's claim."""
         task_id = self.request.id
-        ttl = get_config().result_ttl
 
         async def report(percent: int, message: str) -> None:
             record.progress, record.message = percent, message  # FINISH keeps the last message
             written = await asyncio.to_thread(
                 scripts.write, get_redis_instance(), [keys.guard_key(task_id), keys.record_key(task_id)],
-                lock_value, record.to_json(), ttl,
+                lock_value, record.to_json(),
             )
             if not written:
                 logger.warning("task %s: progress not recorded: this run lost its claim", task_id)
@@ -117,8 +136,8 @@ def register_task_handler(handler_class: type[TaskHandler]) -> Any:
         raise TypeError(f"register_task_handler() needs a TaskHandler subclass, got {handler_class!r}")
     name = handler_class.__name__
 
-    def run(self: HandlerTask, **task_data: Any) -> Any:
-        return self.run_handler(task_data)
+    def run(task: HandlerTask, /, **task_data: Any) -> Any:  # positional-only: "self" may be a data key
+        return task.run_handler(task_data)
 
     run.__name__ = run.__qualname__ = name
     run.__module__ = handler_class.__module__
@@ -143,3 +162,13 @@ def load_handler_modules() -> None:
 
     for module in (*BUILTIN_HANDLER_MODULES, *get_config().handler_modules):
         importlib.import_module(module)
+
+
+_loaded = threading.Event()
+
+
+def ensure_handlers_loaded() -> None:
+    """load_handler_modules() once per process, for code that needs the registry complete."""
+    if not _loaded.is_set():
+        load_handler_modules()
+        _loaded.set()

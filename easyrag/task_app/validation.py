@@ -34,8 +34,11 @@ def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: 
     if not isinstance(task_data, dict):
         raise InvalidTaskDataError(
             f"task_data must be a JSON object (a dict), got {type(task_data).__name__}", field="task_data")
+    odd_keys = [key for key in task_data if not isinstance(key, str)]
+    if odd_keys:  # JSON would turn them into strings, and they cannot be keyword arguments
+        raise InvalidTaskDataError(f"task_data keys must be strings, got {odd_keys[0]!r}", field="task_data")
     try:
-        size = len(json.dumps(task_data).encode())
+        size = len(json.dumps(task_data, allow_nan=False).encode())
     except (TypeError, ValueError) as error:
         raise InvalidTaskDataError(f"task_data is not JSON-serializable: {error}",
                                    field="task_data") from None

@@ -45,10 +45,11 @@ def _status_body(task: Task) -> dict[str, Any]:
     return TaskStatusSerializer(task.to_dict()).data
 
 
-def _submit(request: Request, task_type: str, task_data: dict, **options: Any) -> Response | str:
-    """submit_task with the caller as owner; a refused submission becomes its HTTP answer."""
+def _submit(request: Request, task_type: str, task_data: dict, owner: Any = None, **options: Any
+            ) -> Response | str:
+    """submit_task owned by ``owner`` (default: the caller); a refused submission becomes its answer."""
     try:
-        return submit_task(task_type, task_data, user_id=request.user.pk, **options)
+        return submit_task(task_type, task_data, user_id=owner or request.user.pk, **options)
     except TaskValidationError as error:
         return Response({error.field or "non_field_errors": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
     except QueueFullError as error:
@@ -68,7 +69,7 @@ class TaskListView(APIView):
         201: SubmittedSerializer, 400: OpenApiResponse(description="{field: [messages]}"),
         503: OpenApiResponse(description="queue full; see Retry-After")})
     def post(self, request: Request) -> Response:
-        serializer = SubmitTaskSerializer(data=request.data)
+        serializer = SubmitTaskSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         options = {name: data[name] for name in ("timeout", "max_retries") if name in data}
@@ -129,9 +130,13 @@ class DocumentParseView(APIView):
         document = documents.filter(pk=serializer.validated_data["document_id"]).first()
         if document is None:
             return Response({"error": "document not found"}, status=status.HTTP_404_NOT_FOUND)
-        task_data = {"document_id": document.pk, "user_id": document.owner_id or request.user.pk,
+        # The task belongs to the document's owner (the handler parses only its owner's documents);
+        # staff parsing someone's document still see the task, as staff see every task.
+        owner = document.owner_id or request.user.pk
+        task_data = {"document_id": document.pk, "user_id": owner,
                      "resume_from": serializer.validated_data["resume_from"]}
-        outcome = _submit(request, "DocumentParseTaskHandler", task_data, priority=TaskPriority.HIGH.value)
+        outcome = _submit(request, "DocumentParseTaskHandler", task_data, owner=owner,
+                          priority=TaskPriority.HIGH.value)
         if isinstance(outcome, Response):
             return outcome
         return Response({"task_id": outcome, "message": "document parse task submitted"},

@@ -16,6 +16,15 @@ class People:
     staff: object
 
 
+#: The task types these tests let non-staff users submit (ASYNC_TASK_API_TASK_TYPES).
+API_TASK_TYPES = "DocumentParseTaskHandler,EchoTaskHandler,StepsTaskHandler"
+
+
+@pytest.fixture(autouse=True)
+def api_task_types(env) -> None:
+    env(ASYNC_TASK_API_TASK_TYPES=API_TASK_TYPES)
+
+
 @pytest.fixture
 def people(django_user_model) -> People:
     return People(

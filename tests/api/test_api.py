@@ -7,6 +7,7 @@ from django.core.files.base import ContentFile
 from rest_framework.test import APIClient
 
 from easyrag.documents.models import Document
+from easyrag.task_app import keys
 from easyrag.task_app.async_task_framework import submit_task
 from tests.support.waiting import wait_until
 
@@ -76,6 +77,7 @@ def test_someone_elses_task_answers_404_like_an_unknown_id(alice, bob, staff):
     ({"task_type": "EchoTaskHandler", "task_data": [1, 2]}, "task_data"),
     ({"task_type": "EchoTaskHandler", "task_data": {}, "timeout": -1}, "timeout"),
     ({"task_type": "EchoTaskHandler", "task_data": {"x": "y" * (1024 * 1024)}}, "task_data"),
+    ({"task_type": "EchoTaskHandler", "task_data": {"x": "y" * (3 * 1024 * 1024)}}, "task_data"),
 ])
 def test_bad_input_answers_400_naming_the_field_and_queues_nothing(alice, redis_client, body, field):
     before = redis_client.dbsize()
@@ -152,3 +154,43 @@ def test_document_parse_rejects_a_bad_stage(alice, documents):
     answer = alice.post("/api/documents/parse/", {"document_id": documents["alice"].pk,
                                                   "resume_from": "LATER"}, format="json")
     assert answer.status_code == 400 and list(answer.json()) == ["resume_from"]
+
+
+@pytest.mark.parametrize("task_type", ["EmailSendTaskHandler", "NotificationTaskHandler", "BackupTaskHandler",
+                                       "DataProcessTaskHandler"])
+def test_non_staff_may_submit_only_the_opened_task_types(alice, staff, redis_client, task_type):
+    before = redis_client.dbsize()
+    answer = alice.post("/api/tasks/", {"task_type": task_type, "task_data": {}}, format="json")
+    assert answer.status_code == 400
+    assert answer.json() == {"task_type": [f'"{task_type}" is not a task type you may submit.']}
+    assert redis_client.dbsize() == before
+    staffs = staff.post("/api/tasks/", {"task_type": task_type, "task_data": {}}, format="json")
+    assert staffs.status_code == 201
+
+
+def test_every_task_is_listed_even_when_a_worker_claims_it_before_the_submit_is_recorded(live_worker, alice):
+    ids = [alice.post("/api/tasks/", {"task_type": "EchoTaskHandler", "task_data": {"n": n}},
+                      format="json").json()["task_id"] for n in range(40)]
+    for task_id in ids:
+        poll_until_final(alice, task_id)
+    pages = [alice.get(f"/api/tasks/?page={page}").json() for page in (1, 2)]
+    listed = [task["task_id"] for page in pages for task in page["results"]]
+    assert sorted(listed) == sorted(ids)
+
+
+def test_expired_records_are_skipped_without_shifting_the_pages(people, alice, redis_client):
+    ids = [submit_task("EchoTaskHandler", {"n": n}, user_id=people.alice.pk) for n in range(40)]
+    expired = {ids[5], ids[22], ids[23]}
+    redis_client.delete(*(keys.record_key(task_id) for task_id in expired))
+    pages = [alice.get(f"/api/tasks/?page={page}").json() for page in (1, 2)]
+    listed = [task["task_id"] for page in pages for task in page["results"]]
+    assert listed == [task_id for task_id in reversed(ids) if task_id not in expired]
+
+
+def test_staff_may_parse_someone_elses_document_and_the_task_stays_its_owners(live_worker, alice, staff,
+                                                                             documents):
+    answer = staff.post("/api/documents/parse/", {"document_id": documents["alice"].pk}, format="json")
+    assert answer.status_code == 202, answer.content
+    body = poll_until_final(staff, answer.json()["task_id"])
+    assert body["status"] == "COMPLETED", body["error"]
+    assert alice.get(f"/api/tasks/{answer.json()['task_id']}/").status_code == 200  # alice owns it

@@ -86,7 +86,7 @@ def test_cancelled_running_task_ends_cancelled_within_about_a_second(live_worker
     wait_until(lambda: redis_client.get(mark_key(task_id, "starts")), message="the handler to start")
     started = time.monotonic()
     assert cancel_task(task_id) is True
-    _wait_for(task_id, TaskStatus.CANCELLED, timeout=5)
+    _wait_for(task_id, TaskStatus.CANCELLED, timeout=3)  # the renewal round trip runs every second
     print(f"cancel of a running task took {time.monotonic() - started:.2f} s")
     assert redis_client.get(mark_key(task_id, "cancelled")) == "1"  # the coroutine got CancelledError
     assert not redis_client.exists(keys.task_lock_key(task_id))
@@ -154,6 +154,8 @@ def test_chains_and_groups_get_records_too(live_worker):
     (("EchoTaskHandler", {}, 2, -5), InvalidTimeoutError, "timeout"),
     (("EchoTaskHandler", {}, 2, None, -1), InvalidRetriesError, "max_retries"),
     (("EchoTaskHandler", {}, 2, None, 1.5), InvalidRetriesError, "max_retries"),
+    (("EchoTaskHandler", {1: "x"}), InvalidTaskDataError, "task_data"),
+    (("EchoTaskHandler", {"x": float("nan")}), InvalidTaskDataError, "task_data"),
 ])
 def test_bad_input_raises_the_named_error_and_writes_nothing(redis_client, arguments, error, field):
     before = redis_client.dbsize()
@@ -198,3 +200,35 @@ def test_a_burst_of_submitters_overshoots_the_bound_by_at_most_their_number(env,
     assert bound <= queued <= bound + submitters - 1
     assert queued == len(accepted) == len(set(accepted))
     assert all(get_task_status(task_id).status is TaskStatus.PENDING for task_id in accepted)
+
+
+def test_any_string_key_is_task_data_even_self(live_worker):
+    task = _wait_for(submit_task("EchoTaskHandler", {"self": 1, "task": 2}), TaskStatus.COMPLETED)
+    assert task.result["echo"] == {"self": 1, "task": 2}
+
+
+def test_direct_calls_and_eager_mode_run_the_handler_unguarded(redis_client):
+    echo = app.tasks["EchoTaskHandler"]
+    assert echo(z=1) == {"echo": {"z": 1}, "user_id": None}
+    assert echo.apply(kwargs={"z": 2}).get() == {"echo": {"z": 2}, "user_id": None}
+    app.conf.task_always_eager = True
+    try:
+        result = echo.delay(z=3)
+    finally:
+        app.conf.task_always_eager = False
+    assert result.get() == {"echo": {"z": 3}, "user_id": None}
+    assert get_task_status(result.id) is None  # nothing claimed, nothing recorded
+    assert redis_client.hgetall(keys.counters_key()) == {}
+
+
+def test_a_run_that_lost_its_lock_to_another_holder_is_stopped_and_records_nothing(live_worker, redis_client):
+    task_id = submit_task("SleepyTaskHandler", {"seconds": 60})
+    wait_until(lambda: redis_client.get(mark_key(task_id, "starts")), message="the handler to start")
+    running = redis_client.get(keys.record_key(task_id))
+    # What a takeover after a long stall looks like to the first holder: a newer fence holds the lock.
+    fence = redis_client.hincrby(keys.guard_key(task_id), "fence", 1)
+    redis_client.set(keys.task_lock_key(task_id), f"{fence}:another-holder", px=60_000)
+    wait_until(lambda: redis_client.get(mark_key(task_id, "cancelled")), timeout=5,
+               message="the coroutine to be cancelled")
+    assert redis_client.get(keys.record_key(task_id)) == running  # fenced out: nothing recorded
+    assert redis_client.get(keys.task_lock_key(task_id)) == f"{fence}:another-holder"

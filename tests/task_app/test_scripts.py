@@ -25,7 +25,7 @@ def _record_json(task_id, worker, status=TaskStatus.RUNNING):
 def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_token="t-new"):
     claim_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
                   keys.defer_key(task_id), keys.counters_key()]
-    return scripts.claim(client, claim_keys, owner, lock_ttl_ms, 600, _record_json(task_id, owner),
+    return scripts.claim(client, claim_keys, owner, lock_ttl_ms, _record_json(task_id, owner),
                          carried, new_token, DEFER_TTL_MS)
 
 
@@ -34,15 +34,15 @@ def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
     return scripts.renew(client, renew_keys, lock_value, lock_ttl_ms, tag, now)
 
 
-def _finish(client, task_id, lock_value, state, record_json):
+def _finish(client, task_id, lock_value, state, record_json, cancelled_json=""):
     finish_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
                    keys.counters_key()]
-    return scripts.finish(client, finish_keys, lock_value, state, record_json, 600)
+    return scripts.finish(client, finish_keys, lock_value, state, record_json, 600, cancelled_json)
 
 
 def _write(client, task_id, lock_value, record_json):
     return scripts.write(client, [keys.guard_key(task_id), keys.record_key(task_id)], lock_value,
-                         record_json, 600)
+                         record_json)
 
 
 def _wait_lock_gone(client, task_id):
@@ -60,7 +60,8 @@ def test_first_claim_takes_lock_with_fence_1_and_records_running(redis_client):
     assert (guard["state"], guard["fence"], guard["owner"]) == ("RUNNING", "1", "w1:1:a")
     assert guard.get("crashes", "0") == "0"
     assert redis_client.get(keys.record_key(task_id)) == _record_json(task_id, "w1:1:a")
-    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
+    # a live task's keys never expire, however long it runs
+    assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
     assert not redis_client.exists(keys.defer_key(task_id))
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}
 
@@ -107,11 +108,13 @@ def test_finish_records_final_state_releases_lock_and_later_claims_are_done(redi
     task_id = _new_task()
     claim = _claim(redis_client, task_id)
     final = _record_json(task_id, "w1:1:a", status=TaskStatus(state))
-    assert _finish(redis_client, task_id, claim.lock_value, state, final) is True
+    assert _finish(redis_client, task_id, claim.lock_value, state, final) == 1
     assert not redis_client.exists(keys.task_lock_key(task_id))
     guard = redis_client.hgetall(keys.guard_key(task_id))
     assert guard["state"] == state and "owner" not in guard
     assert redis_client.get(keys.record_key(task_id)) == final
+    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600  # final: kept result_ttl
+    assert 0 < redis_client.ttl(keys.guard_key(task_id)) <= 600
     assert redis_client.hget(keys.counters_key(), "running") == "0"
     assert redis_client.hget(keys.counters_key(), state.lower()) == "1"
 
@@ -126,10 +129,11 @@ def test_finish_retrying_releases_lock_and_next_claim_takes_fence_2_without_a_cr
     task_id = _new_task()
     claim = _claim(redis_client, task_id)
     retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
-    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) is True
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) == 1
     assert not redis_client.exists(keys.task_lock_key(task_id))
     assert redis_client.hget(keys.guard_key(task_id), "state") == "RETRYING"
     assert redis_client.get(keys.record_key(task_id)) == retrying
+    assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
 
     retry = _claim(redis_client, task_id)
     assert (retry.outcome, retry.lock_value, retry.crashes) == ("OK", "2:w1:1:a", 0)
@@ -142,11 +146,11 @@ def test_holder_released_for_retry_can_neither_write_nor_finish_again(redis_clie
     task_id = _new_task()
     claim = _claim(redis_client, task_id)
     retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
-    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) is True
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying) == 1
     # its fence is still the current one until the retry claims, yet it is no longer RUNNING
     assert _write(redis_client, task_id, claim.lock_value, _record_json(task_id, "late")) is False
     completed = _record_json(task_id, "late", status=TaskStatus.COMPLETED)
-    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", completed) is False
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", completed) == 0
     assert redis_client.get(keys.record_key(task_id)) == retrying
     assert redis_client.hget(keys.guard_key(task_id), "state") == "RETRYING"
     assert redis_client.hgetall(keys.counters_key()) == {"running": "0", "pending": "1", "total": "1"}
@@ -163,7 +167,7 @@ def test_claim_after_dead_holders_lock_expired_counts_a_crash_and_fences_out_the
     assert record == _record_json(task_id, "w2:2:b")
 
     zombie = _record_json(task_id, "zombie", status=TaskStatus.COMPLETED)
-    assert _finish(redis_client, task_id, dead.lock_value, "COMPLETED", zombie) is False
+    assert _finish(redis_client, task_id, dead.lock_value, "COMPLETED", zombie) == 0
     assert _write(redis_client, task_id, dead.lock_value, zombie) is False
     assert redis_client.get(keys.record_key(task_id)) == record
     assert redis_client.get(keys.task_lock_key(task_id)) == "2:w2:2:b"
@@ -226,8 +230,56 @@ def test_write_by_holder_replaces_the_record_and_is_refused_after_finish(redis_c
     claim = _claim(redis_client, task_id)
     assert _write(redis_client, task_id, claim.lock_value, '{"progress":50}') is True
     assert redis_client.get(keys.record_key(task_id)) == '{"progress":50}'
-    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
+    assert redis_client.ttl(keys.record_key(task_id)) == -1
     final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
-    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final) is True
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final) == 1
     assert _write(redis_client, task_id, claim.lock_value, '{"progress":60}') is False
     assert redis_client.get(keys.record_key(task_id)) == final
+
+
+def test_finish_retrying_after_a_cancel_request_records_cancelled_instead(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    cancel_keys = [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()]
+    assert scripts.cancel(redis_client, cancel_keys, "unused", 600) == 2  # running: only flagged
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    cancelled = _record_json(task_id, "w1:1:a", status=TaskStatus.CANCELLED)
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, cancelled) == 2
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert redis_client.get(keys.record_key(task_id)) == cancelled
+    assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "cancelled": "1"}
+    assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "DONE"  # the retry message is dropped
+
+
+def _submit(client, task_id, owner_index=None, created=1000.0):
+    submit_keys = [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()]
+    if owner_index:
+        submit_keys.append(owner_index)
+    return scripts.submit(client, submit_keys, _record_json(task_id, None, TaskStatus.PENDING), 600,
+                          task_id, created)
+
+
+def test_submit_records_pending_without_expiry_and_indexes_the_owner(redis_client):
+    task_id, index = _new_task(), keys.owner_index_key("u1")
+    assert _submit(redis_client, task_id, index, created=1000.0) is True
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "PENDING"
+    assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
+    assert redis_client.zrange(index, 0, -1, withscores=True) == [(task_id, 1000.0)]
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "1"}
+
+
+def test_submit_indexes_the_owner_even_when_a_worker_claimed_first(redis_client):
+    task_id, index = _new_task(), keys.owner_index_key("u1")
+    _claim(redis_client, task_id)  # the worker was faster than the submitter's SUBMIT
+    assert _submit(redis_client, task_id, index) is False
+    assert redis_client.zrange(index, 0, -1) == [task_id]
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}  # counted once
+
+
+def test_submit_trims_index_entries_older_than_the_record_ttl(redis_client):
+    index = keys.owner_index_key("u1")
+    old, recent = _new_task(), _new_task()
+    _submit(redis_client, old, index, created=1000.0)
+    _submit(redis_client, recent, index, created=1000.0 + 601)  # 600 s ttl: the old one goes
+    assert redis_client.zrange(index, 0, -1) == [recent]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from easyrag.task_app.async_task_framework import TaskStatus
 from tests.support.waiting import wait_until
 
@@ -58,7 +60,17 @@ def test_stats_example(live_worker, capsys):
     assert live_worker.nodename in stats["workers"]
 
 
-def test_logging_example_reaches_the_named_loggers(live_worker, caplog):
+@pytest.fixture
+def seed_logger_levels():
+    """The seed's example sets its loggers to DEBUG; put the levels back afterwards."""
+    names = ("EasyRAG.task_app.async_task_framework", "EasyRAG.task_app.task_handlers")
+    saved = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in saved.items():
+        logging.getLogger(name).setLevel(level)
+
+
+def test_logging_example_reaches_the_named_loggers(live_worker, caplog, seed_logger_levels):
     logging.getLogger('EasyRAG.task_app.async_task_framework').setLevel(logging.DEBUG)
     logging.getLogger('EasyRAG.task_app.task_handlers').setLevel(logging.DEBUG)
     from easyrag.task_app.async_task_framework import get_task_status, submit_task
