@@ -6,14 +6,17 @@ consumer's processing list and removed only when it is finished (or dead-lettere
 
     lists.py           every key and the Lua steps on the source, processing and dead-letter lists
     items.py           the item format: parsing a taken item, the dead-letter record
+    options.py         ConsumerOptions (the flags) and ConsumerReport (what a run did)
     lease.py           one running consumer per consumer name
+    retry.py           riding out a Redis outage for up to the retry window
     consumer.py        the asyncio loop: take, run, finish, recover, stop gracefully
     handlers.py        the seed's default ``async_handle`` and loading a replacement (--handler)
     forward.py         --forward: submit each item to the Celery facade instead
     celery_handler.py  LegacyTaskHandler: runs a forwarded item of an unmapped type on a worker
 """
 
-from easyrag.task_app.legacy.consumer import Consumer, ConsumerOptions, ConsumerReport, run_consumer
+from easyrag.task_app.legacy.consumer import Consumer, run_consumer
 from easyrag.task_app.legacy.handlers import async_handle, load_handler
+from easyrag.task_app.legacy.options import ConsumerOptions, ConsumerReport
 
 __all__ = ("Consumer", "ConsumerOptions", "ConsumerReport", "async_handle", "load_handler", "run_consumer")

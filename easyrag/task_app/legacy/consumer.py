@@ -20,12 +20,9 @@ import asyncio
 import contextlib
 import logging
 import signal
-import socket
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -33,64 +30,18 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from easyrag.config import RedisConfig, get_config
 from easyrag.task_app.legacy.errors import (
-    ConsumerNameInUseError,
     InvalidItemError,
     LegacyConsumerError,
-    RedisLostError,
     RedisUnavailableError,
 )
 from easyrag.task_app.legacy.handlers import Handler
 from easyrag.task_app.legacy.items import dead_letter, parse_item
 from easyrag.task_app.legacy.lease import NameLease
 from easyrag.task_app.legacy.lists import LegacyList, create_async_client, lease_key
+from easyrag.task_app.legacy.options import ConsumerOptions, ConsumerReport
+from easyrag.task_app.legacy.retry import RetryWindow
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class ConsumerOptions:
-    """The command's flags.  Times are in seconds."""
-
-    redis_key: str = "async_tasks"
-    #: How long one blocking take waits for an item before looking again (BLMOVE timeout).
-    interval: float = 1.0
-    #: Stop after taking this many items, dead-lettered ones included; None: never.
-    max_tasks: int | None = None
-    max_concurrent: int = 5
-    #: Names the processing list; a restart under the same name resumes what a crash left.
-    consumer_name: str = field(default_factory=socket.gethostname)
-    #: After SIGINT/SIGTERM, running items get this long to finish before they are put back.
-    grace_period: float = 30.0
-    #: Redis may stay unreachable this long while running before the consumer gives up.
-    retry_window: float = 20.0
-
-    def __post_init__(self) -> None:
-        checks = (
-            ("redis_key", bool(self.redis_key), "must not be empty"),
-            ("consumer_name", bool(self.consumer_name), "must not be empty"),
-            ("interval", self.interval > 0, "must be a positive number of seconds"),
-            ("max_tasks", self.max_tasks is None or self.max_tasks > 0, "must be a positive integer"),
-            ("max_concurrent", self.max_concurrent > 0, "must be a positive integer"),
-            ("grace_period", self.grace_period >= 0, "must be a number of seconds >= 0"),
-            ("retry_window", self.retry_window >= 0, "must be a number of seconds >= 0"),
-        )
-        for name, ok, problem in checks:
-            if not ok:
-                flag = "--" + name.replace("_", "-")  # the command's flag of this option
-                raise ValueError(f"{flag} {problem}, got {getattr(self, name)!r}")
-
-
-@dataclass
-class ConsumerReport:
-    """What one run did."""
-
-    recovered: int = 0  #: items a previous run left in the processing list, moved back at start
-    taken: int = 0
-    succeeded: int = 0
-    failed: int = 0  #: dead-lettered: invalid items and handler failures
-    requeued: int = 0  #: put back on the list when the grace period ran out
 
 
 class Consumer:
@@ -103,7 +54,10 @@ class Consumer:
         self.lists = LegacyList(client, options.redis_key, options.consumer_name)
         self.lease = NameLease(client, lease_key(options.redis_key, options.consumer_name),
                                options.consumer_name, ttl=max(10.0, 2 * options.retry_window))
-        self.redis_label = redis_label
+        self.redis = RetryWindow(
+            options.retry_window, redis_label,
+            f"tasks in progress stay in {self.lists.processing} and are resumed by the next start of "
+            f"consumer {options.consumer_name!r}")
         self.report = ConsumerReport()
         self._running: set[asyncio.Task] = set()
         self._finished: list[tuple[bytes, bytes]] = []  # (item, dead letter or b''), not yet written
@@ -114,7 +68,6 @@ class Consumer:
         self._stop_at: float | None = None
         self._force = False
         self._fatal: LegacyConsumerError | None = None
-        self._reconnected = False
         self._blocking = False
         self._flusher: asyncio.Task | None = None
 
@@ -137,13 +90,13 @@ class Consumer:
         Raises ``LegacyConsumerError`` subclasses; items in progress then stay in the processing
         list, to be resumed by the next start.
         """
-        kind = await self._call(self.lists.key_type)
+        kind = await self.redis.call(self.lists.key_type)
         if kind not in ("list", "none"):
             raise LegacyConsumerError(f"Redis key {self.lists.source!r} holds a {kind}, not a list")
-        await self._call(self.lease.acquire)
-        renewer = asyncio.create_task(self._renew_lease())
+        await self.redis.call(self.lease.acquire)
+        renewer = asyncio.create_task(self._keep_lease())
         try:
-            self.report.recovered = await self._call(self.lists.recover)
+            self.report.recovered = await self.redis.call(self.lists.recover)
             self._log_start()
             await self._take_loop()
             await self._drain()
@@ -155,7 +108,7 @@ class Consumer:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-        await self._call(self.lease.release)
+        await self.redis.call(self.lease.release)
         report = self.report
         logger.info("Stopped: took %s tasks: %s succeeded, %s dead-lettered, %s put back",
                     report.taken, report.succeeded, report.failed, report.requeued)
@@ -170,7 +123,7 @@ class Consumer:
     async def _take_loop(self) -> None:
         while True:
             self._check_fatal()
-            if self._reconnected:
+            if self.redis.reconnected:
                 await self._reconcile()
             if not self._taking():
                 if self._stop_at is None:
@@ -196,7 +149,7 @@ class Consumer:
     async def _take_blocking(self) -> list[bytes]:
         self._blocking = True
         try:
-            item = await self._call(self.lists.take_blocking, self.options.interval)
+            item = await self.redis.call(self.lists.take_blocking, self.options.interval)
         finally:
             self._blocking = False
         if item is None:
@@ -206,7 +159,7 @@ class Consumer:
 
     async def _write(self, batch: list[tuple[bytes, bytes]], take: int) -> list[bytes]:
         """Record finished items and take up to ``take`` new ones, in one round trip."""
-        items = await self._call(self.lists.step, batch, take)
+        items = await self.redis.call(self.lists.step, batch, take)
         self._release(item for item, _ in batch)
         self._held.update(items)
         return items
@@ -272,7 +225,7 @@ class Consumer:
                 batch = self._take_finished()
                 self._writing += len(batch)
                 try:
-                    await self._call(self.lists.step, batch, 0)
+                    await self.redis.call(self.lists.step, batch, 0)
                 finally:
                     self._writing -= len(batch)
                 self._release(item for item, _ in batch)
@@ -324,7 +277,7 @@ class Consumer:
 
     async def _put_back(self, items: list[bytes]) -> None:
         if items:
-            self.report.requeued += await self._call(self.lists.requeue, items)
+            self.report.requeued += await self.redis.call(self.lists.requeue, items)
             self._release(items)
 
     async def _reconcile(self) -> None:
@@ -334,8 +287,8 @@ class Consumer:
         item; at the end of a run every item left is one.  Items finished meanwhile are skipped
         by the requeue script, which only moves what is still there.
         """
-        self._reconnected = False
-        listed = await self._call(self.lists.held)
+        self.redis.reconnected = False
+        listed = await self.redis.call(self.lists.held)
         extra = Counter(listed) - self._held
         orphans = []
         for item in reversed(listed):  # oldest first
@@ -343,7 +296,7 @@ class Consumer:
                 extra[item] -= 1
                 orphans.append(item)
         if orphans:
-            moved = await self._call(self.lists.requeue, orphans)
+            moved = await self.redis.call(self.lists.requeue, orphans)
             logger.warning("Put %s taken but unconfirmed items back on %s", moved, self.lists.source)
 
     async def _abandon(self) -> None:
@@ -366,48 +319,12 @@ class Consumer:
         if self._fatal is not None:
             raise self._fatal
 
-    async def _renew_lease(self) -> None:
-        period = self.lease.ttl_ms / 4000
-        while True:
-            await asyncio.sleep(period)
-            try:
-                renewed = await self._call(self.lease.renew)
-            except LegacyConsumerError as error:
-                self._fatal = error
-                renewed = True
-            if not renewed:
-                self._fatal = ConsumerNameInUseError(
-                    f"consumer name {self.options.consumer_name!r}: the lease was lost to another "
-                    f"consumer; stopping")
-            if self._fatal is not None:
-                self._wake.set()
-                return
-
-    async def _call(self, operation: Callable[..., Awaitable[T]], *args: Any) -> T:
-        """Run a Redis operation, retrying connection errors for up to the retry window."""
-        window = self.options.retry_window
-        failing_since: float | None = None
-        delay = 0.05
-        while True:
-            try:
-                result = await operation(*args)
-            except (RedisConnectionError, RedisTimeoutError) as error:
-                now = time.monotonic()
-                if failing_since is None:
-                    failing_since = now
-                    logger.warning("Redis unreachable (%s); retrying for up to %g s", error, window)
-                if now - failing_since >= window:
-                    raise RedisLostError(
-                        f"lost the connection to {self.redis_label} for more than {window:g} s ({error}); "
-                        f"tasks in progress stay in {self.lists.processing} and are resumed by the next "
-                        f"start of consumer {self.options.consumer_name!r}") from None
-                await asyncio.sleep(delay)
-                delay = min(1.0, delay * 2)
-                continue
-            if failing_since is not None:
-                logger.info("Redis reachable again after %.1f s", time.monotonic() - failing_since)
-                self._reconnected = True
-            return result
+    async def _keep_lease(self) -> None:
+        try:
+            await self.lease.keep(self.redis.call)
+        except LegacyConsumerError as error:
+            self._fatal = error
+            self._wake.set()
 
     def _log_start(self) -> None:
         options = self.options

@@ -16,6 +16,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis.asyncio as aioredis
 
@@ -116,6 +118,18 @@ class NameLease:
     async def renew(self) -> bool:
         """Reset the TTL; False when the lease is no longer ours.  One round trip."""
         return bool(await self._renew(keys=[self.key], args=[self.value, self.ttl_ms]))
+
+    async def keep(self, call: Callable[..., Awaitable[Any]]) -> None:
+        """Renew every TTL / 4 through ``call`` (the consumer's retry window) until cancelled.
+
+        Raises ``ConsumerNameInUseError`` when the lease was lost (it expired during an outage
+        longer than the TTL and another consumer took the name).
+        """
+        while True:
+            await asyncio.sleep(self.ttl_ms / 4000)
+            if not await call(self.renew):
+                raise ConsumerNameInUseError(f"consumer name {self.name!r}: the lease was lost to another "
+                                             f"consumer; stopping")
 
     async def release(self) -> None:
         """Delete the lease if it is still ours."""
