@@ -145,3 +145,18 @@ def test_items_that_are_not_utf8_are_dead_lettered_without_loss(async_command, r
     letter = json.loads(raw.lindex(f"{KEY}:dead", 0))
     assert letter["error"].startswith("item is not UTF-8 text")
     assert letter["raw"].encode("utf-8", "surrogateescape") == b'{"type": "ok", "data": {"id": "\xff"}}'
+
+
+def test_finished_item_leaves_processing_list_during_a_blocking_take_and_sigterm_ends_the_take(
+        async_command, redis_client):
+    command = async_command("--redis-key", KEY, "--consumer-name", "c1", "--handler", RECORD,
+                            "--interval", "60")
+    wait_until(lambda: redis_client.exists(LEASE), message="the consumer started")
+    push(redis_client, [item(1, seconds=0.2)])
+    wait_until(lambda: ends(redis_client) == {"1": 1}, message="item 1 done")
+    # well before the 60 s block timeout: the removal is written while BLMOVE waits
+    wait_until(lambda: redis_client.exists(f"{KEY}:processing:c1") == 0, timeout=10,
+               message="item 1 removed from the processing list")
+    command.send(signal.SIGTERM)  # ends the blocking take at once (CLIENT UNBLOCK), not after 60 s
+    assert command.wait(timeout=20) == 0
+    assert redis_client.exists(KEY, f"{KEY}:processing:c1", LEASE) == 0

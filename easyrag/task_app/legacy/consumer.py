@@ -70,6 +70,7 @@ class Consumer:
         self._fatal: LegacyConsumerError | None = None
         self._blocking = False
         self._flusher: asyncio.Task | None = None
+        self._unblocker: asyncio.Task | None = None
 
     # --- control ---
 
@@ -83,6 +84,22 @@ class Consumer:
             self._force = True
             logger.info("Second stop request: ending the grace period now")
         self._wake.set()
+        if self._blocking and self._unblocker is None:
+            self._unblocker = asyncio.create_task(self._unblock())
+
+    async def _unblock(self) -> None:
+        """End the blocking take at once rather than after up to --interval seconds.
+
+        A stop that lands between the take's two round trips finds nothing blocked yet: try again
+        until the take returns.  Best effort: if Redis is unreachable, the take times out anyway.
+        """
+        try:
+            while self._blocking and not await self.lists.unblock():
+                await asyncio.sleep(0.02)
+        except (RedisConnectionError, RedisTimeoutError) as error:
+            logger.debug("Could not end the blocking take early: %s", error)
+        finally:
+            self._unblocker = None
 
     async def run(self) -> ConsumerReport:
         """Resume what a crashed run left, consume, then finish cleanly.
@@ -108,6 +125,7 @@ class Consumer:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
+            await self.lists.close()
         await self.redis.call(self.lease.release)
         report = self.report
         logger.info("Stopped: took %s tasks: %s succeeded, %s dead-lettered, %s put back",
@@ -138,7 +156,7 @@ class Consumer:
                 await self._wait()
                 continue
             items = await self._write(batch, want)
-            if want and not items:
+            if want and not items and not self._finished:  # nothing waits and nothing to write
                 items = await self._take_blocking()
             if self._stop_at is not None:  # taken after the stop request: put back untouched
                 await self._put_back(items)

@@ -112,6 +112,10 @@ class LegacyList:
         self.source = redis_key
         self.processing = processing_key(redis_key, consumer_name)
         self.dead = dead_key(redis_key)
+        # Blocking takes run on a connection of their own, so that a stop can end one at once
+        # (CLIENT UNBLOCK needs that connection's id) instead of waiting out the block timeout.
+        self._blocker = aioredis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
+        self._blocker_id: int | None = None
         self._step = client.register_script(STEP)
         self._requeue = client.register_script(REQUEUE)
         self._recover = client.register_script(RECOVER)
@@ -133,8 +137,27 @@ class LegacyList:
         return await self._step(keys=[self.source, self.processing, self.dead], args=args)
 
     async def take_blocking(self, timeout: float) -> bytes | None:
-        """Wait up to ``timeout`` seconds for one item (BLMOVE); None when none came."""
-        return await self.client.blmove(self.source, self.processing, timeout, "RIGHT", "LEFT")
+        """Wait up to ``timeout`` seconds for one item (BLMOVE); None when none came or unblocked.
+
+        Two round trips: the connection's id (it changes when redis-py reconnects), then BLMOVE.
+        """
+        self._blocker_id = await self._blocker.client_id()
+        try:
+            return await self._blocker.blmove(self.source, self.processing, timeout, "RIGHT", "LEFT")
+        finally:
+            self._blocker_id = None
+
+    async def unblock(self) -> bool:
+        """End a blocking take now, as if it timed out; False when none was blocked in Redis.
+
+        Redis decides atomically: a take it already served returns its item (to be put back).
+        """
+        blocker_id = self._blocker_id
+        return blocker_id is not None and bool(await self.client.client_unblock(blocker_id))
+
+    async def close(self) -> None:
+        """Give the blocking connection back to the pool."""
+        await self._blocker.aclose()
 
     async def requeue(self, items: Sequence[bytes]) -> int:
         """Put held items back, next to be taken; one round trip."""
