@@ -13,21 +13,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 
 from easyrag.celery import app
-from easyrag.config import get_config
-
-
-def positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError(text)
-    return value
-
-
-def non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
+from easyrag.config import get_config, non_negative_int, positive_int
 
 
 class Command(BaseCommand):
@@ -35,9 +21,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         config = get_config()
-        parser.add_argument("--workers", type=positive, default=config.max_workers,
+        parser.add_argument("--workers", type=positive_int, default=config.max_workers,
                             help="worker processes (concurrency); default ASYNC_TASK_WORKERS (%(default)s)")
-        parser.add_argument("--queue-size", type=non_negative, default=config.queue_size,
+        parser.add_argument("--queue-size", type=non_negative_int, default=config.queue_size,
                             help="tasks allowed to wait in the broker, for tasks submitted from this "
                                  "process; default ASYNC_TASK_QUEUE_SIZE (%(default)s); 0 = unbounded")
         parser.add_argument("--instance-id", default="celery",
