@@ -48,15 +48,28 @@ def given_rows(value: Any) -> list[dict[str, Any]]:
     return value
 
 
+#: A text cell starting with one of these is a formula to a spreadsheet (OWASP "CSV injection").
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A value as a CSV cell: nested values as JSON; text that a spreadsheet would run as a formula
+    gets a leading apostrophe, so it is shown as text (numbers are left as they are)."""
+    if isinstance(value, dict | list):
+        value = json.dumps(value)
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def render_csv(rows: list[dict[str, Any]]) -> str:
     """Rows as CSV: columns in order of first appearance; nested values as JSON."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
+    writer = csv.writer(buffer)
+    writer.writerow([csv_cell(column) for column in columns])
     for row in rows:
-        writer.writerow({key: json.dumps(value) if isinstance(value, dict | list) else value
-                         for key, value in row.items()})
+        writer.writerow([csv_cell(row.get(column, "")) for column in columns])
     return buffer.getvalue()
 
 

@@ -58,3 +58,13 @@ def test_bad_task_data_fails_at_once_naming_the_field(live_worker, folders):
         ({"report_type": "task_stats", "format": "json", "rows": [{"a": 1}]}, "rows"),
     ]])
     assert not (folders.media / "reports").exists()
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(live_worker, folders):
+    rows = [{"name": '=HYPERLINK("http://evil.example","x")', "note": "+1", "at": "@SUM(A1)", "n": -5}]
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "rows", "format": "csv", "rows": rows}))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    [line] = list(csv.DictReader(io.StringIO((folders.media / task.result["file"]).read_text())))
+    assert line == {"name": '\'=HYPERLINK("http://evil.example","x")', "note": "'+1", "at": "'@SUM(A1)",
+                    "n": "-5"}
