@@ -5,18 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from easyrag.task_app.exceptions import PermanentTaskError
+from easyrag.task_app.exceptions import TaskDataError
 
 #: Marks a field without a default: it must be present.
 REQUIRED: Any = object()
-
-
-class TaskDataError(PermanentTaskError, ValueError):
-    """A field of task_data is missing or wrong; the task fails at once.  ``field`` names it."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 def get_field(data: Mapping[str, Any], field: str, kind: type | tuple[type, ...], what: str,

@@ -13,12 +13,12 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.utils import validate_file_name
 
+from easyrag.common.files import confined_path
 from easyrag.config import get_config
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
 from tasks.blocking import run_step
 from tasks.fields import TaskDataError, get_text
-from tasks.paths import confined_path
 from tasks.progress import Progress
 
 logger = logging.getLogger(__name__)

@@ -11,6 +11,7 @@ import httpx
 
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
+from easyrag.task_app.exceptions import WebhookError
 from easyrag.task_app.records import Task
 from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
 from tasks.blocking import run_step
@@ -22,10 +23,6 @@ logger = logging.getLogger(__name__)
 WEBHOOK_TIMEOUT = 10.0
 #: Redirects followed (each hop checked against the allow-list) before giving up.
 MAX_REDIRECTS = 5
-
-
-class WebhookError(Exception):
-    """The webhook could not be reached or answered an error status: retried by the task's policy."""
 
 
 def check_host(url: httpx.URL, what: str) -> None:

@@ -10,9 +10,19 @@
     ├── LockError                            could not acquire / not the holder
     ├── PermanentTaskError                   raised by a handler: fail now, never retried
     │   ├── FileAccessError (ValueError)     a path outside ASYNC_TASK_FILE_ROOTS
+    │   ├── TaskDataError (ValueError)       a task_data field missing or wrong (``.field``)
     │   └── TaskCrashLoopError               its executions kept killing their worker
+    ├── WebhookError                         a webhook unreachable or answering an error: retried
     ├── TaskTimeoutError                     the handler overran its timeout: final TIMEOUT
-    └── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
+    ├── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
+    └── LegacyConsumerError                  async_command cannot start or has to stop
+        ├── RedisUnavailableError            Redis does not answer at start
+        ├── RedisLostError                   Redis unreachable for longer than the retry window
+        ├── ConsumerNameInUseError           another live consumer runs under this --consumer-name
+        └── HandlerNotFoundError (ValueError)  --handler / ASYNC_COMMAND_HANDLER names no async function
+
+``InvalidItemError`` (a ``ValueError``, not fatal) names what is wrong with one async_command item;
+its text is the ``error`` of the item's dead letter.
 
 Configuration errors are Django's ``ImproperlyConfigured``.
 """
@@ -82,3 +92,39 @@ class TaskTimeoutError(TaskFrameworkError):
 
 class TaskCancelledError(TaskFrameworkError):
     """cancel_task() stopped the task while it ran; it ends CANCELLED."""
+
+
+class TaskDataError(PermanentTaskError, ValueError):
+    """A field of task_data is missing or wrong; the task fails at once.  ``field`` names it."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class WebhookError(TaskFrameworkError):
+    """The webhook could not be reached or answered an error status: retried by the task's policy."""
+
+
+class LegacyConsumerError(TaskFrameworkError):
+    """The consumer cannot start, or has to stop; the message is the one line the command prints."""
+
+
+class RedisUnavailableError(LegacyConsumerError):
+    """Redis did not answer when the consumer started."""
+
+
+class RedisLostError(LegacyConsumerError):
+    """Redis stayed unreachable for longer than the retry window while the consumer ran."""
+
+
+class ConsumerNameInUseError(LegacyConsumerError):
+    """Another live consumer holds this consumer name (and so its processing list)."""
+
+
+class HandlerNotFoundError(LegacyConsumerError, ValueError):
+    """The dotted path of --handler / ASYNC_COMMAND_HANDLER names no ``async def`` function."""
+
+
+class InvalidItemError(ValueError):
+    """An item taken from the list is not a JSON object; the message goes into its dead letter."""

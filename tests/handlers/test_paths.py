@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from easyrag.common.files import confined_path
 from easyrag.task_app.exceptions import FileAccessError, PermanentTaskError
-from tasks.paths import confined_path
 
 
 @pytest.fixture

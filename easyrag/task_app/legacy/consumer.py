@@ -29,7 +29,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from easyrag.config import RedisConfig, get_config
-from easyrag.task_app.legacy.errors import (
+from easyrag.task_app.exceptions import (
     InvalidItemError,
     LegacyConsumerError,
     RedisUnavailableError,

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from easyrag.task_app.legacy.errors import ConsumerNameInUseError
+from easyrag.task_app.exceptions import ConsumerNameInUseError
 
 logger = logging.getLogger(__name__)
 

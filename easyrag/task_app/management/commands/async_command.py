@@ -13,8 +13,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from easyrag.task_app.exceptions import LegacyConsumerError
 from easyrag.task_app.legacy.consumer import run_consumer
-from easyrag.task_app.legacy.errors import LegacyConsumerError
 from easyrag.task_app.legacy.handlers import HANDLER_ENV, handler_path_from_env, load_handler
 from easyrag.task_app.legacy.options import ConsumerOptions
 
