@@ -23,15 +23,17 @@ def test_sigkill_mid_batch_then_restart_finishes_every_item_and_reruns_only_the_
     held = [json.loads(raw)["data"]["id"] for raw in redis_client.lrange(PROCESSING, 0, -1)]
     started_before_kill = set(starts(redis_client))
     assert 1 <= len(held) <= 5
-    assert {str(item_id) for item_id in held} <= started_before_kill
+    # Held = taken and not finished. Most were running; one taken a moment before the kill may not
+    # have started yet: it was not running, so it must run once, not again.
+    running_at_kill = {str(item_id) for item_id in held} & started_before_kill
     remaining = redis_client.llen(KEY) + len(held)
 
     second = async_command(*ARGS, "--max-tasks", str(remaining))
     assert second.wait() == 0, second.stderr()
 
     assert set(ends(redis_client)) == {str(n) for n in range(20)}
-    assert {item_id for item_id, count in starts(redis_client).items() if count > 1} == {str(i) for i in held}
-    assert max(starts(redis_client).values()) == 2
+    assert {item_id for item_id, count in starts(redis_client).items() if count > 1} == running_at_kill
+    assert max(starts(redis_client).values()) <= 2
     assert f"Took back {len(held)} unfinished tasks left by a previous run of consumer c1" in second.stderr()
     assert redis_client.exists(KEY, PROCESSING) == 0
 
