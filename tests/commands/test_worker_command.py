@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from easyrag.task_app.async_task_framework import TaskStatus, get_task_status, submit_task
-from tests.support.waiting import wait_until
-
-
-def wait_final(task_id: str, timeout: float = 60):
-    return wait_until(lambda: (task := get_task_status(task_id)) and task.status.is_final and task,
-                      timeout=timeout, message=f"task {task_id} to finish")
+from tests.support.waiting import wait_final, wait_until
 
 
 def test_two_instances_share_one_burst(worker_process):
     first = worker_process("inst-a", via_manage=True)
     second = worker_process("inst-b", via_manage=True)
     ids = [submit_task("SleepyTaskHandler", {"seconds": 0.3}) for _ in range(8)]
-    tasks = [wait_final(task_id) for task_id in ids]
+    tasks = [wait_final(task_id, timeout=60) for task_id in ids]
     assert {task.status for task in tasks} == {TaskStatus.COMPLETED}
     assert {task.worker for task in tasks} == {first.nodename, second.nodename}
 

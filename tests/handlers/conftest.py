@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from easyrag.task_app.async_task_framework import get_task_status, submit_task
+from easyrag.task_app.async_task_framework import submit_task
 from easyrag.task_app.records import Task, TaskStatus
-from tests.support.waiting import wait_until
+from tests.support.waiting import wait_final  # the handler tests import it from here too
 
 
 @dataclass
@@ -33,12 +33,6 @@ def folders(tmp_path: Path, env: Callable[..., None], settings) -> Folders:
     # env() also clears the config cache, so the in-process worker reads these on its next task.
     env(ASYNC_TASK_FILE_ROOTS=str(made.root), ASYNC_TASK_BACKUP_DIR=str(made.backups))
     return made
-
-
-def wait_final(task_id: str, timeout: float = 15) -> Task:
-    """The task's record once its status is final."""
-    return wait_until(lambda: (task := get_task_status(task_id)) and task.status.is_final and task,
-                      timeout=timeout, message=f"task {task_id} to finish")
 
 
 def assert_failed_at_once(task: Task, *words: str) -> None:

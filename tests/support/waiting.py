@@ -20,3 +20,11 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {message}")
         time.sleep(interval)
+
+
+def wait_final(task_id: str, timeout: float = 15):
+    """The task's record once its status is final (COMPLETED, FAILED, CANCELLED or TIMEOUT)."""
+    from easyrag.task_app.async_task_framework import get_task_status
+
+    return wait_until(lambda: (task := get_task_status(task_id)) and task.status.is_final and task,
+                      timeout=timeout, message=f"task {task_id} to finish")
