@@ -68,6 +68,16 @@ def positive_float(value: Any) -> float:
     return number
 
 
+def non_negative_float(value: Any) -> float:
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number >= 0") from None
+    if isinstance(value, bool) or not number >= 0 or number == float("inf"):
+        raise ValueError("must be a number >= 0")
+    return number
+
+
 def boolean(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -158,6 +168,8 @@ TASK_OPTIONS: tuple[Option, ...] = (
            "seconds: broker visibility timeout, for crash recovery"),
     Option("ASYNC_TASK_MAX_CRASHES", "max_crashes", positive_int, 3,
            "crashed executions after which a task ends FAILED"),
+    Option("ASYNC_TASK_SHUTDOWN_GRACE", "shutdown_grace", non_negative_float, 5.0,
+           "seconds a warm shutdown lets running tasks finish before it gives them back to the queue"),
     Option("ASYNC_TASK_HANDLER_MODULES", "handler_modules", comma_list, (),
            "dotted modules with users' handlers, imported by workers and the facade"),
     Option("ASYNC_TASK_RESULT_TTL", "result_ttl", positive_int, 604800,
@@ -278,6 +290,7 @@ class Config:
     lock_timeout: float
     visibility_timeout: int
     max_crashes: int
+    shutdown_grace: float
     handler_modules: tuple[str, ...]
     result_ttl: int
     max_data_bytes: int
@@ -354,6 +367,12 @@ def _check_consistency(config: Config) -> None:
             f"ASYNC_TASK_RESULT_TTL must be at least 2 x ASYNC_TASK_VISIBILITY_TIMEOUT "
             f"({2 * config.visibility_timeout} s), got {config.result_ttl}: a late redelivery "
             f"would find no record of a finished task and run it again"
+        )
+    if config.lock_timeout > config.visibility_timeout:
+        raise ImproperlyConfigured(
+            f"ASYNC_TASK_LOCK_TIMEOUT must not exceed ASYNC_TASK_VISIBILITY_TIMEOUT "
+            f"({config.visibility_timeout} s), got {config.lock_timeout:g}: a crashed worker's task "
+            f"would come back while its dead holder's lock still blocks it"
         )
     if config.chunk_overlap >= config.chunk_size:
         raise ImproperlyConfigured(

@@ -92,6 +92,20 @@ def test_bad_django_setting_names_the_setting_key(env, settings):
         get_config()
 
 
+def test_lock_timeout_longer_than_the_visibility_timeout_is_refused(env):
+    env(ASYNC_TASK_VISIBILITY_TIMEOUT="60", ASYNC_TASK_LOCK_TIMEOUT="90")
+    with pytest.raises(ImproperlyConfigured, match="ASYNC_TASK_LOCK_TIMEOUT must not exceed "
+                                                   "ASYNC_TASK_VISIBILITY_TIMEOUT"):
+        get_config()
+
+
+@pytest.mark.parametrize("value", ["-1", "soon", "inf"])
+def test_shutdown_grace_must_be_a_number_of_seconds(env, value):
+    env(ASYNC_TASK_SHUTDOWN_GRACE=value)
+    with pytest.raises(ImproperlyConfigured, match="ASYNC_TASK_SHUTDOWN_GRACE must be a number >= 0"):
+        get_config()
+
+
 def test_result_ttl_shorter_than_two_visibility_timeouts_is_refused(env):
     env(ASYNC_TASK_VISIBILITY_TIMEOUT="60", ASYNC_TASK_RESULT_TTL="100")
     with pytest.raises(ImproperlyConfigured, match="ASYNC_TASK_RESULT_TTL must be at least 2 x"):

@@ -52,6 +52,29 @@ def create_redis_client(config: RedisConfig) -> RedisClient:
     return RedisClient(connection_pool=pool)
 
 
+def durability_warnings(client: redis.Redis) -> list[str]:
+    """What in this Redis's configuration can lose accepted tasks or run finished ones again.
+
+    The guard and the broker share the Redis: without AOF a restart loses queued messages and the
+    records saying which tasks finished; an eviction policy may drop a guard while a copy of its
+    message still waits, and that copy would run again.  One round trip (CONFIG GET).
+    """
+    try:
+        settings = client.config_get("appendonly", "maxmemory-policy")
+    except redis.ResponseError as error:  # managed services often refuse CONFIG
+        return [f"could not read Redis's persistence settings ({error}); make sure AOF is on and "
+                "maxmemory-policy is noeviction"]
+    warnings = []
+    if settings.get("appendonly") != "yes":
+        warnings.append("Redis persistence (appendonly) is off: a Redis restart loses every queued "
+                        "task and record; turn AOF on (appendonly yes) in production")
+    policy = settings.get("maxmemory-policy", "noeviction")
+    if policy != "noeviction":
+        warnings.append(f"Redis maxmemory-policy is {policy}: under memory pressure Redis may evict a "
+                        "task's guard and a finished task could run again; set noeviction")
+    return warnings
+
+
 def get_redis_instance() -> RedisClient:
     """The process's pooled client; rebuilt when the configuration changes (tests).
 

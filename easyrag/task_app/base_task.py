@@ -1,11 +1,18 @@
 """GuardedTask: a Celery base task under which a task id runs at most once at a time, and never again
 after it finished.
 
-Every delivery of a message goes through CLAIM (one Lua round trip over the guard hash, the lock,
-the record and the deferral marker):
+Publishing (``apply_async``) writes the PENDING record and the guard first, then publishes; a
+failed publish takes the record back.  Every delivery of a message then goes through CLAIM (one
+Lua round trip over the guard hash, the lock, the record and the deferral marker):
 
 - ``DONE``: the task already completed, failed, timed out or was cancelled.  The delivery is
-  acknowledged and the body never runs (redeliveries, ``apply_async(task_id=same)``).
+  acknowledged and the body never runs (redeliveries, ``apply_async(task_id=same)``).  One
+  exception: a COMPLETED task whose message carries chain links returns its recorded result, so
+  Celery publishes the next link that a worker killed right after FINISH never did (the links
+  have fixed task ids: a link published twice still runs once).
+- ``GONE``: the same, for a task whose record has expired; ``STALE``: a copy of an attempt
+  before the current retry (the retry's own message runs the task); ``EXPIRED``: its ``expires``
+  passed before it started, and CLAIM recorded it CANCELLED.
 - ``BUSY``: a live holder runs it.  The delivery re-publishes itself with a countdown (not a
   retry), unless a deferral of this task is already in flight, and is acknowledged.  Why not just
   drop it: kombu gives every copy of a message one delivery tag, so acknowledging the duplicate
@@ -16,38 +23,59 @@ the record and the deferral marker):
   entry (runner.LockRenewal); the outcome is written by FINISH together with the lock release, and
   only if this holder's fence is still the current one.
 
+Whatever happens after a claim ends in FINISH: a result JSON cannot hold ends FAILED saying so,
+and a FINISH that cannot reach Redis is retried until it can, or the message is put back
+(``Reject(requeue=True)``) rather than acknowledged with the task left RUNNING.
+
 A claim that finds the task RUNNING with no lock knows the last holder died; after
-``ASYNC_TASK_MAX_CRASHES`` such crashes the task ends FAILED instead of being run again.
+``ASYNC_TASK_MAX_CRASHES`` such crashes the task ends FAILED instead of being run again.  Celery's
+own ways of ending a task from outside the run (revoke, terminate, hard time limit, a warm
+shutdown) are handled in ``interruptions.py``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 import traceback
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
+import redis
 from celery import Task
-from celery.exceptions import Ignore, Retry
+from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.signals import worker_init
 
-from easyrag.common.redis_utils import get_redis_instance
+from easyrag.common.redis_utils import durability_warnings, get_redis_instance
 from easyrag.config import get_config
 from easyrag.task_app import keys, scripts
-from easyrag.task_app.exceptions import TaskCancelledError, TaskCrashLoopError, TaskTimeoutError
-from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus, now_iso
+from easyrag.task_app.exceptions import (
+    ResultNotJSONError,
+    TaskCancelledError,
+    TaskCrashLoopError,
+    TaskReleasedError,
+    TaskTimeoutError,
+)
+from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus, json_result, now_iso
 from easyrag.task_app.runner import Renewal, get_renewer
 
 logger = logging.getLogger(__name__)
 
-#: Message header: ISO time the task was first published (kept across deferrals and retries).
+#: Message header: ISO time the task was first published (kept across deferrals and retries).  Its
+#: presence also says the message was published after its guard was written (see scripts.CLAIM).
 CREATED_AT_HEADER = "easyrag_created_at"
 #: Message header: the token of a deferral message (see module docstring).
 DEFER_HEADER = "easyrag_defer_token"
 #: Message header: the submitting user's id, kept in the record.
 USER_ID_HEADER = "easyrag_user_id"
+#: Message header: epoch seconds after which the task must not start (Celery's ``expires``, which
+#: the guard enforces in CLAIM so that Celery never silently drops a guarded message).
+EXPIRES_HEADER = "easyrag_expires"
+#: Seconds a FINISH keeps retrying while Redis does not answer, at least.
+FINISH_RETRY_S = 60.0
 
 
 def task_data_of(args: Any, kwargs: dict) -> dict:
@@ -59,15 +87,35 @@ _worker_nodename: str | None = None
 
 
 @worker_init.connect
-def _remember_worker_nodename(sender: Any = None, **_: Any) -> None:
-    """Keep the node name (``worker-1@host``): Celery gives threads/solo pools only the bare host."""
+def _on_worker_init(sender: Any = None, **_: Any) -> None:
+    """Keep the node name (``worker-1@host``: Celery gives threads/solo pools only the bare host),
+    and warn once when Redis could lose tasks or run finished ones again."""
     global _worker_nodename
     _worker_nodename = getattr(sender, "hostname", None)
+    try:
+        warnings = durability_warnings(get_redis_instance())
+    except redis.RedisError as error:
+        warnings = [f"could not read Redis's persistence settings ({error})"]
+    for warning in warnings:
+        logger.warning("%s", warning)
 
 
-def worker_nodename(request: Any) -> str:
-    """The Celery node name of the worker running ``request``."""
-    return _worker_nodename or request.hostname
+def worker_nodename(request: Any = None) -> str:
+    """The Celery node name of the worker running ``request`` (of this worker process)."""
+    return _worker_nodename or getattr(request, "hostname", None) or "unknown"
+
+
+def _expiry_epoch(expires: Any) -> float | None:
+    """Celery's ``expires`` (seconds from now, a datetime or an ISO string) as epoch seconds."""
+    if expires is None:
+        return None
+    if isinstance(expires, int | float):
+        return time.time() + float(expires)
+    if isinstance(expires, str):
+        expires = datetime.fromisoformat(expires)
+    if expires.tzinfo is None:  # Celery reads a naive datetime in the app's time zone: UTC here
+        expires = expires.replace(tzinfo=UTC)
+    return expires.timestamp()
 
 
 class GuardedTask(Task):
@@ -79,55 +127,103 @@ class GuardedTask(Task):
     def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
                     producer: Any = None, link: Any = None, link_error: Any = None, shadow: Any = None,
                     **options: Any) -> Any:
-        """Publish, then record the task PENDING (one more round trip) so its status is known.
+        """Record the task PENDING (one round trip), then publish it; a failed publish takes the
+        record back.  Retries and deferrals re-publish a known id and skip the record.
 
-        Publish first: a failed publish leaves no record behind, and a worker that claims the task
-        before the PENDING record is written simply makes SUBMIT a no-op.  Retries and deferrals
-        re-publish a known id and skip SUBMIT.
+        Record first: a worker may claim the message the moment it is published, and CLAIM must
+        then find the guard (a guarded message with no guard is one whose record expired).
         """
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(CREATED_AT_HEADER, now_iso())
-        result = super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
-                                     link_error=link_error, shadow=shadow, headers=headers, **options)
-        if self.app.conf.task_always_eager:  # ran in this process already, unguarded: no record
-            return result
+        expires = _expiry_epoch(options.pop("expires", None))
+        if expires is not None:
+            headers[EXPIRES_HEADER] = expires
+        if self.app.conf.task_always_eager:  # runs in this process at once, unguarded: no record
+            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
+                                       link_error=link_error, shadow=shadow, headers=headers, **options)
+        task_id = task_id or str(uuid.uuid4())
+        token = None
         if not options.get("retries") and DEFER_HEADER not in headers:
-            record = TaskRecord(
-                task_id=result.id, task_type=self.name, task_data=task_data_of(args or (), kwargs or {}),
-                priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
-                created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
-            )
-            task_keys = [keys.guard_key(result.id), keys.record_key(result.id), keys.counters_key()]
-            if record.user_id is not None:  # the owner's list of tasks (the REST API's GET /api/tasks/)
-                task_keys.append(keys.owner_index_key(record.user_id))
-            scripts.submit(get_redis_instance(), task_keys, record.to_json(), get_config().result_ttl,
-                           result.id, time.time())
-        return result
+            token = self._submit(task_id, args or (), kwargs or {}, options, headers)
+        try:
+            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
+                                       link_error=link_error, shadow=shadow, headers=headers, **options)
+        except BaseException:
+            if token is not None:
+                scripts.unsubmit(get_redis_instance(), task_id, token, headers.get(USER_ID_HEADER))
+            raise
+
+    def _submit(self, task_id: str, args: Any, kwargs: dict, options: dict, headers: dict) -> str:
+        """Write the PENDING record and guard (SUBMIT); returns the call's token for UNSUBMIT."""
+        record = TaskRecord(
+            task_id=task_id, task_type=self.name, task_data=self.task_data_of(args, kwargs),
+            priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
+            created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
+        )
+        token = scripts.new_token()
+        scripts.submit(get_redis_instance(), task_id, record.to_json(), get_config().result_ttl, token,
+                       record.user_id, time.time())
+        return token
+
+    def task_data_of(self, args: Any, kwargs: dict) -> dict:
+        """The record's ``task_data`` for a call with these arguments."""
+        return task_data_of(args, kwargs)
 
     def __call__(self, /, *args: Any, **kwargs: Any) -> Any:  # "self" may be a task-data key
         request = self.request
         if request.called_directly or request.is_eager:
             return self.run(*args, **kwargs)  # not a broker delivery: nothing to guard
-        config = get_config()
-        client = get_redis_instance()
-        task_id = request.id
         defer_token = uuid.uuid4().hex
-        running = self._record(args, kwargs)
-        claim = scripts.claim(
-            client, [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-                     keys.defer_key(task_id), keys.counters_key()],
-            owner=f"{worker_nodename(request)}:{os.getpid()}:{uuid.uuid4().hex[:8]}",
-            lock_ttl_ms=int(config.lock_timeout * 1000), running_json=running.to_json(),
-            carried_defer_token=self._header(DEFER_HEADER) or "", new_defer_token=defer_token,
-            defer_ttl_ms=config.visibility_timeout * 1000,
-        )
-        if claim.outcome == "DONE":
-            logger.info("task %s (%s): already %s; this delivery is dropped", task_id, self.name, claim.state)
-            raise Ignore()
+        claim, running = self._claim(args, kwargs, defer_token)
+        if claim.outcome == "OK":
+            return self._run_claimed(claim, running, args, kwargs)
+        task_id = request.id
         if claim.outcome == "BUSY":
             self._defer(claim, defer_token)
-            raise Ignore()
-        return self._run_claimed(claim, running, args, kwargs)
+        elif claim.outcome == "DONE" and claim.state == TaskStatus.COMPLETED and self._has_links():
+            logger.info("task %s (%s): already COMPLETED; passing its result on to its chain again",
+                        task_id, self.name)
+            return self._recorded_result()
+        elif claim.outcome == "EXPIRED":
+            logger.info("task %s (%s): expired before it started; CANCELLED", task_id, self.name)
+        else:
+            logger.info("task %s (%s): %s; this delivery is dropped", task_id, self.name, {
+                "DONE": f"already {claim.state}", "GONE": "finished long ago (its record expired)",
+                "STALE": "a copy of an attempt before the current retry",
+            }[claim.outcome])
+        raise Ignore()
+
+    def _claim(self, args: tuple, kwargs: dict, defer_token: str) -> tuple[scripts.Claim, TaskRecord]:
+        """CLAIM this delivery (one round trip).  Redis unreachable: the message goes back."""
+        config = get_config()
+        request = self.request
+        running = self._record(args, kwargs)
+        expires = self._header(EXPIRES_HEADER)
+        expired_json = ""
+        if expires is not None:
+            expired_json = running.replace(status=TaskStatus.CANCELLED, started_at=None, worker=None,
+                                           message="expired before it started", finished_at=now_iso(),
+                                           error="expired before it started").to_json()
+        try:
+            claim = scripts.claim(
+                get_redis_instance(), request.id,
+                owner=f"{worker_nodename(request)}:{os.getpid()}:{uuid.uuid4().hex[:12]}",
+                lock_ttl_ms=int(config.lock_timeout * 1000), running_json=running.to_json(),
+                carried_defer_token=self._header(DEFER_HEADER) or "", new_defer_token=defer_token,
+                defer_ttl_ms=config.visibility_timeout * 1000, retries=request.retries or 0,
+                guarded_publish=self._header(CREATED_AT_HEADER) is not None, now=time.time(),
+                expires=None if expires is None else float(expires), expired_json=expired_json,
+                record_ttl=config.result_ttl,
+            )
+        except redis.RedisError as error:
+            logger.warning("task %s (%s): could not claim (%s); the message goes back to the queue",
+                           request.id, self.name, error)
+            raise Reject(error, requeue=True) from error
+        if claim.outcome == "OK" and claim.retries != running.retries:
+            # A crashed retry's copy of an earlier attempt: the guard's count of attempts wins.
+            request.retries = running.retries = claim.retries
+            scripts.write(get_redis_instance(), request.id, claim.lock_value, running.to_json())
+        return claim, running
 
     def _run_claimed(self, claim: scripts.Claim, running: TaskRecord, args: tuple, kwargs: dict) -> Any:
         config = get_config()
@@ -154,59 +250,97 @@ class GuardedTask(Task):
         # What run() may need: handler tasks report progress and cancel through these.
         self.request.easyrag_claim, self.request.easyrag_record = claim, running
         self.request.easyrag_renewal = renewal
-        with renewer.keep_alive(renewal):
-            try:
-                result = self.run(*args, **kwargs)
-            except Retry:
-                self._finish(claim, running, TaskStatus.RETRYING)
-                raise
-            except TaskCancelledError:
-                self._finish(claim, running, TaskStatus.CANCELLED)
-                raise Ignore() from None
-            except TaskTimeoutError as exc:
-                self._finish(claim, running, TaskStatus.TIMEOUT, error=str(exc))
-                raise
-            except Exception as exc:
-                self._finish(claim, running, TaskStatus.FAILED,
-                             error="".join(traceback.format_exception_only(exc)).strip())
-                raise
-        if not self._finish(claim, running, TaskStatus.COMPLETED, result=result):
+        with renewer.keep_alive(renewal):  # renewed until FINISH is written, retries included
+            return self._run_and_finish(claim, running, args, kwargs)
+
+    def _run_and_finish(self, claim: scripts.Claim, running: TaskRecord, args: tuple, kwargs: dict) -> Any:
+        """Run the body and FINISH with its outcome; every way out of the body ends in a FINISH."""
+        try:
+            result = self.run(*args, **kwargs)
+        except Retry:
+            self._finish(claim, running, TaskStatus.RETRYING)
+            raise
+        except TaskReleasedError:
+            if self._finish(claim, running, TaskStatus.PENDING) is scripts.Finish.RECORDED:
+                raise Reject("released by a worker shutting down", requeue=True) from None
+            raise Ignore() from None
+        except TaskCancelledError:
+            self._finish(claim, running, TaskStatus.CANCELLED)
+            raise Ignore() from None
+        except (TaskTimeoutError, SoftTimeLimitExceeded) as exc:
+            error = str(exc) if isinstance(exc, TaskTimeoutError) else "exceeded its soft time limit"
+            self._finish(claim, running, TaskStatus.TIMEOUT, error=error)
+            raise
+        except Exception as exc:
+            self._finish(claim, running, TaskStatus.FAILED,
+                         error="".join(traceback.format_exception_only(exc)).strip())
+            raise
+        try:
+            result = json_result(result)
+        except ResultNotJSONError as error:
+            logger.error("task %s (%s): %s", self.request.id, self.name, error)
+            self._finish(claim, running, TaskStatus.FAILED, error=str(error))
+            raise
+        if self._finish(claim, running, TaskStatus.COMPLETED, result=result) is scripts.Finish.FENCED_OUT:
             raise Ignore()  # another holder took over: its outcome is the one recorded
         return result
 
     def _finish(self, claim: scripts.Claim, running: TaskRecord, status: TaskStatus,
-                result: Any = None, error: str | None = None) -> bool:
-        """Record the outcome and release the lock in one round trip; False if fenced out."""
+                result: Any = None, error: str | None = None) -> scripts.Finish:
+        """Record the outcome and release the lock in one round trip.
+
+        Safe to re-send, so a Redis that does not answer is retried for at least FINISH_RETRY_S
+        (the renewal thread keeps the lock meanwhile); after that the message goes back to the
+        queue (Reject), never acknowledged with the task left RUNNING.
+        """
         config = get_config()
         task_id = self.request.id
+        live = status in (TaskStatus.RETRYING, TaskStatus.PENDING)
         record = running.replace(
             status=status, result=result, error=error,
             progress=100 if status is TaskStatus.COMPLETED else running.progress,
-            finished_at=None if status is TaskStatus.RETRYING else now_iso(),
+            finished_at=None if live else now_iso(),
         )
-        # A cancel requested while this run was failing ends the task instead of retrying it.
+        if status is TaskStatus.PENDING:
+            record = record.replace(started_at=None, worker=None,
+                                    message="given back by a worker shutting down; waiting for another")
+        # A cancel requested while this run was failing or being released ends the task instead.
         cancelled = (running.replace(status=TaskStatus.CANCELLED, message="cancelled", finished_at=now_iso())
-                     if status is TaskStatus.RETRYING else None)
-        recorded = scripts.finish(
-            get_redis_instance(),
-            [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-             keys.counters_key()],
-            claim.lock_value, status.value, record.to_json(), config.result_ttl,
-            cancelled.to_json() if cancelled else "",
-        )
-        if recorded == 2:
-            logger.info("task %s (%s): cancelled while failing; not retried", task_id, self.name)
-        elif recorded:
+                     if live else None)
+        deadline = time.monotonic() + max(FINISH_RETRY_S, 2 * config.visibility_timeout)
+        while True:
+            try:
+                outcome = scripts.finish(
+                    get_redis_instance(), task_id, claim.lock_value, status.value, record.to_json(),
+                    config.result_ttl, cancelled.to_json() if cancelled else "",
+                    next_retries=(self.request.retries or 0) + 1)
+                break
+            except redis.RedisError as failure:
+                if time.monotonic() > deadline:
+                    logger.error("task %s (%s): could not record %s (%s); the message goes back to the "
+                                 "queue", task_id, self.name, status.value, failure)
+                    raise Reject(failure, requeue=True) from failure
+                logger.warning("task %s (%s): recording %s failed (%s); trying again", task_id,
+                               self.name, status.value, failure)
+                time.sleep(1.0)
+        if outcome is scripts.Finish.RECORDED_CANCELLED:
+            logger.info("task %s (%s): cancelled while %s; not run again", task_id, self.name,
+                        "failing" if status is TaskStatus.RETRYING else "being given back")
+        elif outcome is scripts.Finish.RECORDED:
             # Success is DEBUG: Celery's worker already logs "Task ... succeeded" at INFO.
             level = logging.DEBUG if status is TaskStatus.COMPLETED else logging.INFO
             logger.log(level, "task %s (%s): %s", task_id, self.name, status.value)
         else:
             logger.warning("task %s (%s): lost its lock before recording %s; another holder's "
                            "outcome stands", task_id, self.name, status.value)
-        return bool(recorded)
+        return outcome
 
     def _defer(self, claim: scripts.Claim, token: str) -> None:
-        """Put a BUSY delivery off: re-publish it (same id, not a retry) unless a deferral is live."""
+        """Put a BUSY delivery off: re-publish it (same id, not a retry) unless a deferral is live.
+
+        The deferral must exist before this copy is acknowledged: if it cannot be published, the
+        marker is taken back and this copy returns to the queue instead.
+        """
         task_id = self.request.id
         if not claim.must_defer:
             logger.info("task %s (%s): running elsewhere and already deferred; duplicate dropped",
@@ -217,9 +351,29 @@ class GuardedTask(Task):
         countdown = min(max(claim.lock_ttl_ms, 0) / 1000 + 1, visibility / 2)
         headers = {**(self.request.headers or {}), DEFER_HEADER: token}
         headers.setdefault(CREATED_AT_HEADER, self._header(CREATED_AT_HEADER) or now_iso())
-        self.signature_from_request(countdown=countdown, headers=headers).apply_async()
+        headers.pop(EXPIRES_HEADER, None)  # the task has started: its insurance never expires
+        try:
+            self.signature_from_request(countdown=countdown, headers=headers).apply_async()
+        except Exception as error:
+            logger.warning("task %s (%s): could not publish its deferral (%s); the message goes back",
+                           task_id, self.name, error)
+            with contextlib.suppress(redis.RedisError):
+                scripts.drop_defer(get_redis_instance(), task_id, token)
+            raise Reject(error, requeue=True) from error
         logger.info("task %s (%s): running elsewhere; delivery deferred by %.1f s", task_id, self.name,
                     countdown)
+
+    def _has_links(self) -> bool:
+        """True when Celery publishes further tasks after this one succeeds (chain or link), outside
+        a chord (a chord counts its members' results: a repeated one would be counted twice)."""
+        request = self.request
+        return bool(request.chain or request.callbacks) and not request.chord
+
+    def _recorded_result(self) -> Any:
+        text = get_redis_instance().get(keys.record_key(self.request.id))
+        if text is None:
+            raise Ignore()
+        return TaskRecord.from_json(text).result
 
     def _record(self, args: tuple, kwargs: dict) -> TaskRecord:
         """The RUNNING record of this delivery, built from the message alone."""
@@ -228,7 +382,7 @@ class GuardedTask(Task):
         now = now_iso()
         return TaskRecord(
             task_id=request.id, task_type=self.name,
-            task_data=task_data_of(args, kwargs),
+            task_data=self.task_data_of(args, kwargs),
             priority=TaskPriority.NORMAL if priority is None else priority,
             status=TaskStatus.RUNNING, retries=request.retries or 0,
             created_at=self._header(CREATED_AT_HEADER) or now, started_at=now,

@@ -1,8 +1,10 @@
-"""Cancel requests: a waiting task becomes CANCELLED at once, a running one is told to stop.
+"""Ending a task from outside its run: cancel requests, and Celery's revoke and time limits.
 
-The request lives in Redis (the guard's ``cancel`` flag and state), so it holds on every worker,
-including workers started later; Celery's in-memory revoke would not.  The holder's renewal
-thread sees the flag within a second and cancels the handler's coroutine.
+A waiting task becomes CANCELLED at once; a running one is told to stop.  The request lives in
+Redis (the guard's ``cancel`` flag and state), so it holds on every worker, including workers
+started later; Celery's in-memory revoke would not.  The holder's renewal thread sees the flag
+within a second and cancels the handler's coroutine.  A running task whose holder is dead — its
+lock expired, or Celery killed the process running it — has nobody to stop it: it ends at once.
 """
 
 from __future__ import annotations
@@ -17,18 +19,30 @@ from easyrag.task_app.records import TaskRecord, TaskStatus, now_iso
 logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
 
 
-def request_cancel(task_id: str) -> bool:
-    """True when the task was pending or running (two round trips); False if unknown or final."""
+def end_task(task_id: str, status: TaskStatus = TaskStatus.CANCELLED, message: str = "cancelled",
+             error: str | None = None, killed_on_node: str | None = None) -> scripts.Cancel:
+    """End ``task_id`` as ``status`` (CANCELLED or TIMEOUT), or ask its live holder to stop.
+
+    ``killed_on_node``: Celery killed the process of that node running the task (revoke with
+    terminate, hard time limit), so its lock means nothing any more.  Two round trips: the record
+    (to keep its fields), then CANCEL, which is safe to re-send.
+    """
     client = get_redis_instance()
     text = client.get(keys.record_key(task_id))
     if text is None:
-        return False
-    cancelled = TaskRecord.from_json(text).replace(
-        status=TaskStatus.CANCELLED, finished_at=now_iso(), message="cancelled")
-    outcome = scripts.cancel(client, [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()],
-                             cancelled.to_json(), get_config().result_ttl)
-    if outcome == 1:
-        logger.info("task %s (%s): cancelled before it started", task_id, cancelled.task_type)
-    elif outcome == 2:
-        logger.info("task %s (%s): cancel requested while running", task_id, cancelled.task_type)
-    return outcome in (1, 2)
+        return scripts.Cancel.UNKNOWN
+    final = TaskRecord.from_json(text).replace(status=status, finished_at=now_iso(), message=message,
+                                               error=error)
+    outcome = scripts.cancel(client, task_id, final.to_json(), get_config().result_ttl, scripts.new_token(),
+                             state=status.value,
+                             dead_owner_prefix=f"{killed_on_node}:" if killed_on_node else "")
+    if outcome is scripts.Cancel.ENDED:
+        logger.info("task %s (%s): %s", task_id, final.task_type, message)
+    elif outcome is scripts.Cancel.ASKED:
+        logger.info("task %s (%s): cancel requested while running", task_id, final.task_type)
+    return outcome
+
+
+def request_cancel(task_id: str) -> bool:
+    """True when the task was pending or running (two round trips); False if unknown or final."""
+    return end_task(task_id) in (scripts.Cancel.ENDED, scripts.Cancel.ASKED)

@@ -11,10 +11,12 @@
     ├── PermanentTaskError                   raised by a handler: fail now, never retried
     │   ├── FileAccessError (ValueError)     a path outside ASYNC_TASK_FILE_ROOTS
     │   ├── TaskDataError (ValueError)       a task_data field missing or wrong (``.field``)
-    │   └── TaskCrashLoopError               its executions kept killing their worker
+    │   ├── TaskCrashLoopError               its executions kept killing their worker
+    │   └── ResultNotJSONError               the handler returned something JSON cannot hold
     ├── WebhookError                         a webhook unreachable or answering an error: retried
     ├── TaskTimeoutError                     the handler overran its timeout: final TIMEOUT
     ├── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
+    ├── TaskReleasedError                    its worker shut down: back to PENDING, not a crash
     └── LegacyConsumerError                  async_command cannot start or has to stop
         ├── RedisUnavailableError            Redis does not answer at start
         ├── RedisLostError                   Redis unreachable for longer than the retry window
@@ -86,12 +88,20 @@ class TaskCrashLoopError(PermanentTaskError):
     """The task's executions killed their worker ASYNC_TASK_MAX_CRASHES times; it is not run again."""
 
 
+class ResultNotJSONError(PermanentTaskError):
+    """The task's return value cannot be stored as JSON (e.g. a dict with tuple keys); it ends FAILED."""
+
+
 class TaskTimeoutError(TaskFrameworkError):
     """The handler ran longer than its timeout; the task ends TIMEOUT and is not retried."""
 
 
 class TaskCancelledError(TaskFrameworkError):
     """cancel_task() stopped the task while it ran; it ends CANCELLED."""
+
+
+class TaskReleasedError(TaskFrameworkError):
+    """The worker running the task is shutting down: the run stops and the task waits for another."""
 
 
 class TaskDataError(PermanentTaskError, ValueError):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import IntEnum, StrEnum
 from typing import Any
+
+from easyrag.task_app.exceptions import ResultNotJSONError
 
 
 class TaskStatus(StrEnum):
@@ -90,6 +93,31 @@ class TaskRecord:
 
 
 _FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
+
+
+def json_result(value: Any) -> Any:
+    """``value`` as a record stores it: strict JSON, with non-finite numbers as null.
+
+    Raises ResultNotJSONError when JSON cannot hold it at all (a tuple as a dict key, an
+    arbitrary object): the task then ends FAILED saying so, instead of never ending.
+    """
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:  # NaN or an infinity somewhere: store null there, as the spec says
+        return _finite(value)
+    except (TypeError, RecursionError) as error:
+        raise ResultNotJSONError(f"the task's result cannot be stored as JSON: {error}") from None
+    return value
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 @dataclass

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
 
 from easyrag.task_app import scripts
-from easyrag.task_app.exceptions import TaskCancelledError, TaskTimeoutError
+from easyrag.task_app.exceptions import TaskCancelledError, TaskReleasedError, TaskTimeoutError
 
 logger = logging.getLogger(__name__)
 
@@ -38,26 +39,34 @@ class Renewal:
     lock_value: str
     lock_ttl_ms: int
     delivery_tag: str
-    on_cancel: Callable[[], None] | None = None
-    on_lost: Callable[[], None] | None = None
+    #: Called (on the renewal thread) when the run must stop: cancel, release or lost claim.
+    on_stop: Callable[[], None] | None = None
     lost: bool = False
     cancel_requested: bool = False
+    release_requested: bool = False
     active: bool = True
 
     def apply(self, reply: int) -> None:
-        """Act on a RENEW reply: 1 renewed, 2 renewed and cancel requested, -1 fenced out."""
+        """Act on a RENEW reply: 1 renewed, 2 cancel requested, 3 release requested, -1 fenced out."""
         if not self.active or self.lost:
             return
         if reply == -1:
             self.lost = True
             logger.warning("task %s: lock lost to another holder; this run's outcome will not be "
                            "recorded", self.task_id)
-            if self.on_lost:
-                self.on_lost()
         elif reply == 2 and not self.cancel_requested:
             self.cancel_requested = True
-            if self.on_cancel:
-                self.on_cancel()
+        elif reply == 3 and not self.release_requested:
+            self.release_requested = True
+            logger.info("task %s: its worker is shutting down; giving the task back", self.task_id)
+        else:
+            return
+        if self.on_stop:
+            self.on_stop()
+
+    @property
+    def must_stop(self) -> bool:
+        return self.lost or self.cancel_requested or self.release_requested
 
 
 class LockRenewer:
@@ -142,7 +151,10 @@ def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]], timeout: float,
 
     A cancel request seen by the renewal thread cancels the coroutine (it gets CancelledError at
     its next await) and this raises TaskCancelledError once the coroutine has unwound; running past
-    ``timeout`` cancels it the same way and raises TaskTimeoutError.
+    ``timeout`` cancels it the same way and raises TaskTimeoutError; a worker shutting down
+    (release) raises TaskReleasedError.  Celery's soft time limit, raised into this thread by a
+    signal while the loop runs, cancels the coroutine too (the loop is reused by the next task:
+    nothing of this one may stay scheduled on it) and raises TaskTimeoutError.
     """
     loop = get_event_loop()
 
@@ -152,14 +164,35 @@ def run_coroutine(make_coroutine: Callable[[], Awaitable[Any]], timeout: float,
 
     task = loop.create_task(bounded())
     if renewal is not None:
-        # A cancel request, or the claim lost to another holder (a stall longer than the lock's
-        # TTL): stop this run; a lost run's outcome is fenced out anyway.
-        renewal.on_cancel = renewal.on_lost = lambda: loop.call_soon_threadsafe(task.cancel)
-        if renewal.cancel_requested or renewal.lost:  # happened before the hooks were in place
+        # A cancel or release request, or the claim lost to another holder (a stall longer than
+        # the lock's TTL): stop this run; a lost run's outcome is fenced out anyway.
+        renewal.on_stop = lambda: loop.call_soon_threadsafe(task.cancel)
+        if renewal.must_stop:  # happened before the hook was in place
             task.cancel()
     try:
         return loop.run_until_complete(task)
     except TimeoutError:
         raise TaskTimeoutError(f"ran longer than its timeout of {timeout:g} s") from None
     except asyncio.CancelledError:
+        if renewal is not None and renewal.release_requested and not renewal.cancel_requested:
+            raise TaskReleasedError("its worker is shutting down") from None
         raise TaskCancelledError("cancelled while running") from None
+    except BaseException as interrupted:  # raised into the loop from outside: unwind the coroutine
+        _unwind(loop, task)
+        if isinstance(interrupted, SoftTimeLimitExceeded):
+            raise TaskTimeoutError(f"exceeded its soft time limit ({interrupted})") from None
+        raise
+    finally:
+        if renewal is not None:
+            renewal.on_stop = None
+
+
+def _unwind(loop: asyncio.AbstractEventLoop, task: asyncio.Task, grace: float = 5.0) -> None:
+    """Cancel ``task`` and run the loop until it has unwound (its finally blocks ran), for at most
+    ``grace`` seconds."""
+    if task.done():
+        return
+    task.cancel()
+    loop.run_until_complete(asyncio.wait({task}, timeout=grace))
+    if not task.done():
+        logger.warning("a handler coroutine ignored its cancellation for %g s; it stays scheduled", grace)

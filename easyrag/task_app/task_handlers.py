@@ -16,17 +16,25 @@ import threading
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
-from easyrag.task_app import keys, scripts
+from easyrag.task_app import scripts
 from easyrag.task_app.base_task import GuardedTask
-from easyrag.task_app.exceptions import PermanentTaskError, TaskCancelledError, TaskTimeoutError
+from easyrag.task_app.exceptions import (
+    PermanentTaskError,
+    TaskCancelledError,
+    TaskReleasedError,
+    TaskTimeoutError,
+)
 from easyrag.task_app.records import Task, TaskStatus
 from easyrag.task_app.runner import run_coroutine
 
 logger = logging.getLogger("EasyRAG.task_app.task_handlers")
 
+#: The task_data key under which a handler in a chain receives the previous task's result.
+PREVIOUS_RESULT = "previous_result"
 #: Message headers the facade sets for one task.
 TIMEOUT_HEADER = "easyrag_timeout"
 MAX_RETRIES_HEADER = "easyrag_max_retries"
@@ -64,6 +72,16 @@ class HandlerTask(GuardedTask):
     #: keys that clash with its generated header's parameter names.
     typing = False
 
+    def task_data_of(self, args: Any, kwargs: dict) -> dict[str, Any]:
+        """The handler's task_data: the keyword arguments, plus ``previous_result`` in a chain.
+
+        ``chain(a.s(...), b.s(...))`` calls ``b`` with ``a``'s result as its one positional
+        argument; a handler receives it as ``task.task_data["previous_result"]`` beside its own data.
+        """
+        if len(args) == 1:
+            return {**kwargs, PREVIOUS_RESULT: args[0]}
+        return super().task_data_of(args, kwargs)  # none, or too many: run() refuses the latter
+
     def run_handler(self, task_data: dict[str, Any]) -> Any:
         request = self.request
         config = get_config()
@@ -85,7 +103,8 @@ class HandlerTask(GuardedTask):
                 result = run_coroutine(lambda: handler.handle_task(task), timeout, request.easyrag_renewal)
             else:  # a synchronous handle_task is allowed; it cannot be interrupted
                 result = handler.handle_task(task)
-        except (PermanentTaskError, TaskTimeoutError, TaskCancelledError) as error:
+        except (PermanentTaskError, TaskTimeoutError, TaskCancelledError, TaskReleasedError,
+                SoftTimeLimitExceeded) as error:
             logger.info("task %s (%s): %s", request.id, self.name, error)
             raise
         except Exception as error:
@@ -121,9 +140,7 @@ class HandlerTask(GuardedTask):
         async def report(percent: int, message: str) -> None:
             record.progress, record.message = percent, message  # FINISH keeps the last message
             written = await asyncio.to_thread(
-                scripts.write, get_redis_instance(), [keys.guard_key(task_id), keys.record_key(task_id)],
-                lock_value, record.to_json(),
-            )
+                scripts.write, get_redis_instance(), task_id, lock_value, record.to_json())
             if not written:
                 logger.warning("task %s: progress not recorded: this run lost its claim", task_id)
 
@@ -136,8 +153,12 @@ def register_task_handler(handler_class: type[TaskHandler]) -> Any:
         raise TypeError(f"register_task_handler() needs a TaskHandler subclass, got {handler_class!r}")
     name = handler_class.__name__
 
-    def run(task: HandlerTask, /, **task_data: Any) -> Any:  # positional-only: "self" may be a data key
-        return task.run_handler(task_data)
+    def run(task: HandlerTask, /, *args: Any, **task_data: Any) -> Any:  # "self" may be a data key
+        if len(args) > 1:
+            raise PermanentTaskError(
+                f"{name} takes its task_data as keyword arguments (and, in a chain, the previous "
+                f"task's result as one positional argument); got {len(args)} positional arguments")
+        return task.run_handler(task.task_data_of(args, task_data))
 
     run.__name__ = run.__qualname__ = name
     run.__module__ = handler_class.__module__

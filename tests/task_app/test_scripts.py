@@ -22,11 +22,13 @@ def _record_json(task_id, worker, status=TaskStatus.RUNNING):
     return TaskRecord(task_id=task_id, task_type="t", status=status, worker=worker).to_json()
 
 
-def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_token="t-new"):
-    claim_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-                  keys.defer_key(task_id), keys.counters_key()]
-    return scripts.claim(client, claim_keys, owner, lock_ttl_ms, _record_json(task_id, owner),
-                         carried, new_token, DEFER_TTL_MS)
+def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_token="t-new", retries=0,
+           guarded_publish=False, now=1000.0, expires=None):
+    return scripts.claim(client, task_id, owner, lock_ttl_ms, _record_json(task_id, owner),
+                         carried, new_token, DEFER_TTL_MS, retries=retries, guarded_publish=guarded_publish,
+                         now=now, expires=expires,
+                         expired_json=_record_json(task_id, None, TaskStatus.CANCELLED) if expires else "",
+                         record_ttl=600)
 
 
 def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
@@ -34,15 +36,18 @@ def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
     return scripts.renew(client, renew_keys, lock_value, lock_ttl_ms, tag, now)
 
 
-def _finish(client, task_id, lock_value, state, record_json, cancelled_json=""):
-    finish_keys = [keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-                   keys.counters_key()]
-    return scripts.finish(client, finish_keys, lock_value, state, record_json, 600, cancelled_json)
+def _finish(client, task_id, lock_value, state, record_json, cancelled_json="", next_retries=1):
+    return scripts.finish(client, task_id, lock_value, state, record_json, 600, cancelled_json,
+                          next_retries).value
 
 
 def _write(client, task_id, lock_value, record_json):
-    return scripts.write(client, [keys.guard_key(task_id), keys.record_key(task_id)], lock_value,
-                         record_json)
+    return scripts.write(client, task_id, lock_value, record_json)
+
+
+def _cancel(client, task_id, token="c1", state="CANCELLED", dead_owner_prefix=""):
+    return scripts.cancel(client, task_id, _record_json(task_id, None, TaskStatus(state)), 600, token,
+                          state, dead_owner_prefix)
 
 
 def _wait_lock_gone(client, task_id):
@@ -135,7 +140,7 @@ def test_finish_retrying_releases_lock_and_next_claim_takes_fence_2_without_a_cr
     assert redis_client.get(keys.record_key(task_id)) == retrying
     assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
 
-    retry = _claim(redis_client, task_id)
+    retry = _claim(redis_client, task_id, retries=1)  # the retry's own message
     assert (retry.outcome, retry.lock_value, retry.crashes) == ("OK", "2:w1:1:a", 0)
     assert redis_client.get(keys.task_lock_key(task_id)) == "2:w1:1:a"
     assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
@@ -240,8 +245,7 @@ def test_write_by_holder_replaces_the_record_and_is_refused_after_finish(redis_c
 def test_finish_retrying_after_a_cancel_request_records_cancelled_instead(redis_client):
     task_id = _new_task()
     claim = _claim(redis_client, task_id)
-    cancel_keys = [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()]
-    assert scripts.cancel(redis_client, cancel_keys, "unused", 600) == 2  # running: only flagged
+    assert _cancel(redis_client, task_id) is scripts.Cancel.ASKED  # running: only flagged
     retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
     cancelled = _record_json(task_id, "w1:1:a", status=TaskStatus.CANCELLED)
     assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, cancelled) == 2
@@ -252,34 +256,168 @@ def test_finish_retrying_after_a_cancel_request_records_cancelled_instead(redis_
     assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "DONE"  # the retry message is dropped
 
 
-def _submit(client, task_id, owner_index=None, created=1000.0):
-    submit_keys = [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()]
-    if owner_index:
-        submit_keys.append(owner_index)
-    return scripts.submit(client, submit_keys, _record_json(task_id, None, TaskStatus.PENDING), 600,
-                          task_id, created)
+def _submit(client, task_id, user_id=None, created=1000.0, token="s1"):
+    return scripts.submit(client, task_id, _record_json(task_id, None, TaskStatus.PENDING), 600, token,
+                          user_id, created)
 
 
 def test_submit_records_pending_without_expiry_and_indexes_the_owner(redis_client):
     task_id, index = _new_task(), keys.owner_index_key("u1")
-    assert _submit(redis_client, task_id, index, created=1000.0) is True
+    assert _submit(redis_client, task_id, "u1", created=1000.0) is True
     assert redis_client.hget(keys.guard_key(task_id), "state") == "PENDING"
     assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
     assert redis_client.zrange(index, 0, -1, withscores=True) == [(task_id, 1000.0)]
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "1"}
 
 
-def test_submit_indexes_the_owner_even_when_a_worker_claimed_first(redis_client):
-    task_id, index = _new_task(), keys.owner_index_key("u1")
-    _claim(redis_client, task_id)  # the worker was faster than the submitter's SUBMIT
-    assert _submit(redis_client, task_id, index) is False
-    assert redis_client.zrange(index, 0, -1) == [task_id]
-    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}  # counted once
-
-
 def test_submit_trims_index_entries_older_than_the_record_ttl(redis_client):
     index = keys.owner_index_key("u1")
     old, recent = _new_task(), _new_task()
-    _submit(redis_client, old, index, created=1000.0)
-    _submit(redis_client, recent, index, created=1000.0 + 601)  # 600 s ttl: the old one goes
+    _submit(redis_client, old, "u1", created=1000.0)
+    _submit(redis_client, recent, "u1", created=1000.0 + 601)  # 600 s ttl: the old one goes
     assert redis_client.zrange(index, 0, -1) == [recent]
+
+
+# --- every step is safe to run twice: redis-py re-sends a command whose reply was lost ------------
+
+def test_claim_sent_twice_answers_the_same_claim_without_counting_a_crash(redis_client):
+    task_id = _new_task()
+    first = _claim(redis_client, task_id, owner="w1:1:a")
+    again = _claim(redis_client, task_id, owner="w1:1:a")
+    assert again == first
+    guard = redis_client.hgetall(keys.guard_key(task_id))
+    assert (guard["fence"], guard.get("crashes", "0")) == ("1", "0")
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}
+
+
+def test_busy_claim_sent_twice_still_defers(redis_client):
+    task_id = _new_task()
+    _claim(redis_client, task_id)
+    first = _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
+    again = _claim(redis_client, task_id, owner="w2:2:b", new_token="t1")
+    assert first.must_defer and again.must_defer
+
+
+def test_finish_sent_twice_answers_recorded_and_counts_once(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final) == 1
+    assert _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final) == 1
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "completed": "1"}
+
+
+def test_cancel_sent_twice_answers_the_same_and_counts_once(redis_client):
+    task_id = _new_task()
+    _submit(redis_client, task_id)
+    assert _cancel(redis_client, task_id, token="c1") is scripts.Cancel.ENDED
+    assert _cancel(redis_client, task_id, token="c1") is scripts.Cancel.ENDED
+    assert _cancel(redis_client, task_id, token="c2") is scripts.Cancel.FINAL  # another call: already final
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "0", "cancelled": "1"}
+
+
+def test_submit_sent_twice_answers_true_and_counts_once_and_unsubmit_takes_it_back(redis_client):
+    task_id = _new_task()
+    assert _submit(redis_client, task_id, "u1", token="s1") is True
+    assert _submit(redis_client, task_id, "u1", token="s1") is True
+    assert _submit(redis_client, task_id, "u1", token="s2") is False  # a re-publish of a known id
+    assert scripts.unsubmit(redis_client, task_id, "s2", "u1") is False  # not that call's record
+    assert scripts.unsubmit(redis_client, task_id, "s1", "u1") is True
+    assert not redis_client.exists(keys.guard_key(task_id), keys.record_key(task_id))
+    assert redis_client.zrange(keys.owner_index_key("u1"), 0, -1) == []
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "0", "pending": "0"}
+
+
+def test_unsubmit_leaves_a_task_a_worker_already_claimed(redis_client):
+    task_id = _new_task()
+    _submit(redis_client, task_id, token="s1")
+    _claim(redis_client, task_id)
+    assert scripts.unsubmit(redis_client, task_id, "s1") is False
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
+
+
+# --- what CLAIM does with copies that must not run ---------------------------------------------
+
+def test_guarded_copy_of_a_task_whose_record_expired_is_gone_not_new(redis_client):
+    task_id = _new_task()
+    assert _claim(redis_client, task_id, guarded_publish=True).outcome == "GONE"
+    assert not redis_client.exists(keys.guard_key(task_id), keys.task_lock_key(task_id),
+                                   keys.record_key(task_id))
+    assert _claim(redis_client, task_id, guarded_publish=False).outcome == "OK"  # send_task: first seen
+
+
+def test_copy_of_an_attempt_before_the_current_retry_is_stale(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id, retries=0)
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, next_retries=1) == 1
+    assert _claim(redis_client, task_id, owner="w2:2:b", retries=0).outcome == "STALE"
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "RETRYING"
+    retry = _claim(redis_client, task_id, owner="w2:2:c", retries=1)
+    assert (retry.outcome, retry.retries) == ("OK", 1)
+
+
+def test_crash_recovery_by_an_older_copy_keeps_the_guards_attempt_count(redis_client):
+    task_id = _new_task()
+    first = _claim(redis_client, task_id, retries=0, lock_ttl_ms=10_000)
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    _finish(redis_client, task_id, first.lock_value, "RETRYING", retrying, next_retries=1)
+    _claim(redis_client, task_id, owner="w1:1:b", retries=1, lock_ttl_ms=50)  # the retry; its worker dies
+    _wait_lock_gone(redis_client, task_id)
+    recovery = _claim(redis_client, task_id, owner="w2:2:c", retries=0)  # an old copy comes back
+    assert (recovery.outcome, recovery.retries, recovery.crashes) == ("OK", 1, 1)
+
+
+def test_copy_delivered_after_its_expiry_ends_cancelled_unless_the_task_had_started(redis_client):
+    task_id = _new_task()
+    _submit(redis_client, task_id)
+    assert _claim(redis_client, task_id, now=1000.0, expires=999.0).outcome == "EXPIRED"
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert TaskRecord.from_json(redis_client.get(keys.record_key(task_id))).status is TaskStatus.CANCELLED
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "0", "cancelled": "1"}
+
+    started = _new_task()
+    _claim(redis_client, started, lock_ttl_ms=50, now=1000.0, expires=1001.0)
+    _wait_lock_gone(redis_client, started)  # its worker died; the copy comes back after the expiry
+    assert _claim(redis_client, started, owner="w2:2:b", now=2000.0, expires=1001.0).outcome == "OK"
+
+
+# --- ending a task from outside, and giving it back ----------------------------------------------
+
+def test_cancel_of_a_running_task_whose_lock_expired_ends_it_at_once(redis_client):
+    task_id = _new_task()
+    _claim(redis_client, task_id, lock_ttl_ms=50)
+    _wait_lock_gone(redis_client, task_id)
+    assert _cancel(redis_client, task_id) is scripts.Cancel.ENDED
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "cancelled": "1"}
+    assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "DONE"
+
+
+def test_ending_a_task_whose_holder_was_killed_on_a_node_releases_its_lock(redis_client):
+    task_id = _new_task()
+    _claim(redis_client, task_id, owner="node-a@h:41:x")
+    other_node = _cancel(redis_client, task_id, state="TIMEOUT", dead_owner_prefix="node-b@h:")
+    assert other_node is scripts.Cancel.ASKED
+    assert _cancel(redis_client, task_id, token="c2", state="TIMEOUT",
+                   dead_owner_prefix="node-a@h:") is scripts.Cancel.ENDED
+    assert not redis_client.exists(keys.task_lock_key(task_id))
+    assert redis_client.hget(keys.guard_key(task_id), "state") == "TIMEOUT"
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "timeout": "1"}
+
+
+def test_release_request_reaches_the_holder_and_finish_pending_puts_the_task_back(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id, owner="node-a@h:41:x")
+    assert scripts.ask_release(redis_client, [task_id], "node-b@h:") == 0
+    assert scripts.ask_release(redis_client, [task_id], "node-a@h:") == 1
+    assert _renew(redis_client, task_id, claim.lock_value) == 3
+    pending = _record_json(task_id, None, status=TaskStatus.PENDING)
+    assert _finish(redis_client, task_id, claim.lock_value, "PENDING", pending, "x") == 1
+    guard = redis_client.hgetall(keys.guard_key(task_id))
+    assert (guard["state"], guard.get("crashes", "0"), "release" in guard) == ("PENDING", "0", False)
+    assert redis_client.ttl(keys.guard_key(task_id)) == -1
+    assert not redis_client.exists(keys.task_lock_key(task_id))
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "pending": "1"}
+    again = _claim(redis_client, task_id, owner="node-c@h:7:y")
+    assert (again.outcome, again.crashes) == ("OK", 0)

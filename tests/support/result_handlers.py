@@ -1,0 +1,23 @@
+"""Test-only handlers whose results JSON cannot hold as they are (imported by every test worker)."""
+
+from __future__ import annotations
+
+from easyrag.task_app.async_task_framework import Task, TaskHandler, register_task_handler
+
+
+class TupleKeysTaskHandler(TaskHandler):
+    """Returns a dict keyed by tuples: no JSON can hold it."""
+
+    async def handle_task(self, task: Task) -> dict:
+        return {("row", 1): 2}
+
+
+class NonFiniteTaskHandler(TaskHandler):
+    """Returns infinities and NaN: strict JSON stores them as null."""
+
+    async def handle_task(self, task: Task) -> dict:
+        return {"mean": float("inf"), "values": [1.5, float("nan"), -float("inf")]}
+
+
+for handler in (TupleKeysTaskHandler, NonFiniteTaskHandler):
+    register_task_handler(handler)
