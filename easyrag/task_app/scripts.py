@@ -13,8 +13,8 @@ the fence check (a fencing token, as in Kleppmann's "How to do distributed locki
 **Safe to run twice.**  redis-py re-sends a command whose reply was lost (a dropped connection, a
 Redis restart), so every script that changes state carries a per-call token and answers a re-send
 as it answered the first time: CLAIM's token is its owner string (unique per delivery), FINISH's
-the lock value of the claim it ends with the state it records, CANCEL and SUBMIT take a random one.  RENEW and WRITE are
-idempotent as they are.
+the lock value of the claim it ends with the state it records, CANCEL and SUBMIT take a random
+one.  RENEW and WRITE are idempotent as they are.
 
 A live task's guard and record never expire (however long it waits in the broker or runs): only
 the final states set ``result_ttl`` on them.  A guarded message carries the header

@@ -10,7 +10,9 @@ import time
 import uuid
 
 import redis
+from billiard.process import current_process
 from celery import shared_task
+from celery.signals import before_task_publish
 
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.task_app.base_task import GuardedTask, worker_nodename
@@ -57,8 +59,14 @@ def traced(self, seconds: float = 0.0) -> str:
     (``SET .. PX 500 GET``).  Finding another execution's mark means two ran at the same time; a
     killed execution's mark expires long before its lock does, so a takeover is not an overlap.
     """
+    _trace_execution(self.request.id, seconds)
+    return worker_nodename(self.request)
+
+
+def _trace_execution(task_id: str, seconds: float) -> None:
+    """The body of ``traced`` (and ``traced_step``): count, mark alive, work, count."""
     client = get_redis_instance()
-    task_id, me = self.request.id, uuid.uuid4().hex
+    me = uuid.uuid4().hex
     alive = trace_key(task_id, "alive")
 
     def mark() -> None:
@@ -75,7 +83,35 @@ def traced(self, seconds: float = 0.0) -> str:
     if client.get(alive) == me:
         client.delete(alive)
     client.incr(trace_key(task_id, "ends"))
+
+
+#: Keyword argument of ``traced_step``: a Redis key.  The pool process that is about to publish a
+#: message carrying it SIGKILLs itself, once per key (see _kill_publisher_once).
+KILL_PUBLISHER_KWARG = "kill_publisher_once"
+
+
+@shared_task(name="tests.traced_step", bind=True, base=GuardedTask)
+def traced_step(self, seconds: float = 0.0, kill_publisher_once: str = "") -> str:
+    """``traced`` as a chain link whose publication can kill the worker publishing it.
+
+    ``kill_publisher_once`` does nothing in the body: the before_task_publish receiver below acts
+    on it when a worker publishes this task (e.g. as the next link of a chain).
+    """
+    _trace_execution(self.request.id, seconds)
     return worker_nodename(self.request)
+
+
+@before_task_publish.connect
+def _kill_publisher_once(sender: object = None, body: object = None, **_: object) -> None:
+    """In a prefork pool process, SIGKILL ourselves before publishing a message whose kwargs carry
+    ``kill_publisher_once``; ``SET <key> 1 NX`` makes that happen once per key, so the message is
+    published normally the next time (a redelivery re-publishing it)."""
+    kwargs = body[1] if isinstance(body, tuple | list) and len(body) > 1 else None
+    key = kwargs.get(KILL_PUBLISHER_KWARG) if isinstance(kwargs, dict) else None
+    if not key or "PoolWorker" not in current_process().name:  # never the test process itself
+        return
+    if get_redis_instance().set(key, "1", nx=True):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @shared_task(name="tests.kills_its_worker", bind=True, base=GuardedTask)
