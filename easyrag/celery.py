@@ -12,6 +12,9 @@ app = Celery("easyrag")
 app.config_from_object("celeryconfig")
 
 # Signal receivers and the stats command must be in place before the worker starts: the guarded
-# base task and the node registry listen to worker_init, sent before task modules are imported.
+# base task, the node registry and a framework worker's lifeline listen to worker_init, sent before
+# task modules are imported.
 import easyrag.task_app.base_task  # noqa: E402
+import easyrag.task_app.interruptions  # noqa: E402
+import easyrag.task_app.lifeline  # noqa: E402
 import easyrag.task_app.nodes  # noqa: E402, F401

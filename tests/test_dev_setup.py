@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from scripts.dev import path_without
 from tests.support.redis_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,9 +37,7 @@ def _env_without_redis_url() -> dict[str, str]:
 
 def test_private_valkey_is_started_when_nothing_answers_and_redis_server_is_absent():
     env = _env_without_redis_url()
-    env["PATH"] = os.pathsep.join(
-        folder for folder in env["PATH"].split(os.pathsep) if not (Path(folder) / "redis-server").exists()
-    )
+    env["PATH"] = path_without("redis-server", env["PATH"])
     dead_port = free_port()
     result = _dev("--redis-probe", f"127.0.0.1:{dead_port}", "run", "--", "python", "-c", PROBE, env=env)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -33,25 +33,26 @@ def test_add_pushes_the_sample_tasks_and_the_default_handler_logs_the_seed_lines
     command = async_command("--redis-key", KEY, "--max-tasks", "6", "--max-concurrent", "6")
     assert command.wait() == 0, command.stderr()
     log = command.stderr()
+    # The seed's lines, verbatim (spec 6: operators' log searches match them), then one of ours.
+    email = "{'to': 'user@example.com', 'subject': 'Welcome', 'body': 'Hello from EasyRAG'}"
     for line in (
-        "INFO easyrag.task_app.legacy.consumer: Starting async task processor",
-        f"Redis key: {KEY}\n",
-        "Poll interval: 1 s\n",
-        "Started concurrent task #1, running tasks: 1\n",
-        "Started concurrent task #6, running tasks: 6\n",
-        "Processing task: {'type': 'email', 'data': {'to': 'user@example.com', 'subject': 'Welcome', "
-        "'body': 'Hello from EasyRAG'}}\n",
-        "Processing email task: {'to': 'user@example.com', 'subject': 'Welcome', "
-        "'body': 'Hello from EasyRAG'}\n",
-        "Processing file task: {'file_path': 'data/report.csv', 'operation': 'analyze'}\n",
-        "Processing fast task: {'task_id': 1}\n",
-        "Processing medium task: {'task_id': 2}\n",
-        "Processing slow task: {'task_id': 3}\n",
-        "Processing task of unknown type 'unknown_type' (default handling): "
+        "INFO easyrag.task_app.legacy.consumer: 启动异步任务处理器\n",
+        f"INFO easyrag.task_app.legacy.consumer: Redis键: {KEY}\n",
+        "INFO easyrag.task_app.legacy.consumer: 轮询间隔: 1秒\n",
+        "INFO easyrag.task_app.legacy.consumer: 启动并发任务 #1，当前运行任务数: 1\n",
+        "INFO easyrag.task_app.legacy.consumer: 启动并发任务 #6，当前运行任务数: 6\n",
+        f"INFO easyrag.task_app.legacy.handlers: 开始处理任务: {{'type': 'email', 'data': {email}}}\n",
+        f"INFO easyrag.task_app.legacy.handlers: 处理邮件任务: {email}\n",
+        "INFO easyrag.task_app.legacy.handlers: 处理文件任务: "
+        "{'file_path': 'data/report.csv', 'operation': 'analyze'}\n",
+        "INFO easyrag.task_app.legacy.handlers: 处理快速任务: {'task_id': 1}\n",
+        "INFO easyrag.task_app.legacy.handlers: 处理中等任务: {'task_id': 2}\n",
+        "INFO easyrag.task_app.legacy.handlers: 处理慢任务: {'task_id': 3}\n",
+        "INFO easyrag.task_app.legacy.handlers: 处理未知类型任务: "
         "{'message': 'handled by the default branch'}\n",
-        "Task processed: {'type': 'email', 'data': {'to': 'user@example.com', 'subject': 'Welcome', "
-        "'body': 'Hello from EasyRAG'}}\n",
-        "Successfully processed task #6\n",
+        f"INFO easyrag.task_app.legacy.handlers: 任务处理完成: {{'type': 'email', 'data': {email}}}\n",
+        "INFO easyrag.task_app.legacy.consumer: 成功处理任务 #1\n",
+        "INFO easyrag.task_app.legacy.consumer: 成功处理任务 #6\n",
         "Stopped: took 6 tasks: 6 succeeded, 0 dead-lettered, 0 put back\n",
     ):
         assert line in log, line
@@ -71,8 +72,8 @@ def test_test_mode_runs_the_seven_seed_tasks_and_prints_the_total(redis_test_url
     assert result.returncode == 0, result.stderr
     total = re.fullmatch(r"total: (\d+\.\d\d) s", result.stdout.strip())
     assert total and float(total.group(1)) >= 2.0  # the slow tasks' 2 s is a floor, not a speed check
-    assert result.stderr.count("Successfully processed task #") == 7
-    assert result.stderr.count("Processing slow task") == 2
+    assert result.stderr.count("成功处理任务 #") == 7
+    assert result.stderr.count("处理慢任务: ") == 2
     assert_lists_empty(redis_client)
 
 

