@@ -7,12 +7,12 @@ Lua round trip over the guard hash, the lock, the record and the deferral marker
 
 - ``DONE``: the task already completed, failed, timed out or was cancelled.  The delivery is
   acknowledged and the body never runs (redeliveries, ``apply_async(task_id=same)``).  One
-  exception: a COMPLETED task whose message carries chain links returns its recorded result, so
-  Celery publishes the next link that a worker killed right after FINISH never did (the links
-  have fixed task ids: a link published twice still runs once).
+  exception: a COMPLETED task in a chain returns its recorded result, so Celery publishes the next
+  link that a worker killed right after FINISH never did (chain links have fixed task ids: a link
+  published twice still runs once).
 - ``GONE``: the same, for a task whose record has expired; ``STALE``: a copy of an attempt
-  before the current retry (the retry's own message runs the task); ``EXPIRED``: its ``expires``
-  passed before it started, and CLAIM recorded it CANCELLED.
+  before the current retry (the retry's own message runs the task); ``EXPIRED``: it never
+  started and its ``expires`` has passed: CLAIM recorded it CANCELLED.
 - ``BUSY``: a live holder runs it.  The delivery re-publishes itself with a countdown (not a
   retry), unless a deferral of this task is already in flight, and is acknowledged.  Why not just
   drop it: kombu gives every copy of a message one delivery tag, so acknowledging the duplicate
@@ -64,15 +64,17 @@ from easyrag.task_app.runner import Renewal, get_renewer
 
 logger = logging.getLogger(__name__)
 
-#: Message header: ISO time the task was first published (kept across deferrals and retries).  Its
-#: presence also says the message was published after its guard was written (see scripts.CLAIM).
+#: Message header: ISO time the task was first published (kept across deferrals and retries).
 CREATED_AT_HEADER = "easyrag_created_at"
+#: Message header: the message was published after its guard was written (see scripts.CLAIM).
+GUARDED_HEADER = "easyrag_guarded"
 #: Message header: the token of a deferral message (see module docstring).
 DEFER_HEADER = "easyrag_defer_token"
 #: Message header: the submitting user's id, kept in the record.
 USER_ID_HEADER = "easyrag_user_id"
 #: Message header: epoch seconds after which the task must not start (Celery's ``expires``, which
-#: the guard enforces in CLAIM so that Celery never silently drops a guarded message).
+#: the guard enforces in CLAIM so that Celery never silently drops a guarded message; a task that
+#: has started once never expires).
 EXPIRES_HEADER = "easyrag_expires"
 #: Seconds a FINISH keeps retrying while Redis does not answer, at least.
 FINISH_RETRY_S = 60.0
@@ -135,35 +137,40 @@ class GuardedTask(Task):
         """
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(CREATED_AT_HEADER, now_iso())
-        expires = _expiry_epoch(options.pop("expires", None))
-        if expires is not None:
+        # expires=None overrides a class-level Task.expires too: Celery must never drop our copies.
+        expires = _expiry_epoch(options.pop("expires", None) or self.expires)
+        if expires is not None and DEFER_HEADER not in headers:  # a deferral's task has started
             headers[EXPIRES_HEADER] = expires
         if self.app.conf.task_always_eager:  # runs in this process at once, unguarded: no record
             return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
                                        link_error=link_error, shadow=shadow, headers=headers, **options)
         task_id = task_id or str(uuid.uuid4())
+        headers[GUARDED_HEADER] = 1
         token = None
         if not options.get("retries") and DEFER_HEADER not in headers:
-            token = self._submit(task_id, args or (), kwargs or {}, options, headers)
+            token = scripts.new_token()
         try:
-            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
-                                       link_error=link_error, shadow=shadow, headers=headers, **options)
-        except BaseException:
             if token is not None:
-                scripts.unsubmit(get_redis_instance(), task_id, token, headers.get(USER_ID_HEADER))
+                self._submit(task_id, args or (), kwargs or {}, options, headers, token)
+            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
+                                       link_error=link_error, shadow=shadow, headers=headers,
+                                       expires=None, **options)
+        except BaseException:
+            if token is not None:  # nothing published: take the record back (a no-op if none)
+                with contextlib.suppress(redis.RedisError):
+                    scripts.unsubmit(get_redis_instance(), task_id, token, headers.get(USER_ID_HEADER))
             raise
 
-    def _submit(self, task_id: str, args: Any, kwargs: dict, options: dict, headers: dict) -> str:
-        """Write the PENDING record and guard (SUBMIT); returns the call's token for UNSUBMIT."""
+    def _submit(self, task_id: str, args: Any, kwargs: dict, options: dict, headers: dict,
+                token: str) -> None:
+        """Write the PENDING record and guard (SUBMIT, one round trip)."""
         record = TaskRecord(
             task_id=task_id, task_type=self.name, task_data=self.task_data_of(args, kwargs),
             priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
             created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
         )
-        token = scripts.new_token()
         scripts.submit(get_redis_instance(), task_id, record.to_json(), get_config().result_ttl, token,
                        record.user_id, time.time())
-        return token
 
     def task_data_of(self, args: Any, kwargs: dict) -> dict:
         """The record's ``task_data`` for a call with these arguments."""
@@ -180,9 +187,12 @@ class GuardedTask(Task):
         task_id = request.id
         if claim.outcome == "BUSY":
             self._defer(claim, defer_token)
-        elif claim.outcome == "DONE" and claim.state == TaskStatus.COMPLETED and self._has_links():
+        elif claim.outcome == "DONE" and claim.state == TaskStatus.COMPLETED and self._in_a_chain():
             logger.info("task %s (%s): already COMPLETED; passing its result on to its chain again",
                         task_id, self.name)
+            # Chain links have fixed task ids, so a link published twice still runs once; link=
+            # callbacks get a new id each time they are sent: those are not sent again.
+            request.callbacks = None
             return self._recorded_result()
         elif claim.outcome == "EXPIRED":
             logger.info("task %s (%s): expired before it started; CANCELLED", task_id, self.name)
@@ -211,7 +221,7 @@ class GuardedTask(Task):
                 lock_ttl_ms=int(config.lock_timeout * 1000), running_json=running.to_json(),
                 carried_defer_token=self._header(DEFER_HEADER) or "", new_defer_token=defer_token,
                 defer_ttl_ms=config.visibility_timeout * 1000, retries=request.retries or 0,
-                guarded_publish=self._header(CREATED_AT_HEADER) is not None, now=time.time(),
+                guarded_publish=self._header(GUARDED_HEADER) is not None, now=time.time(),
                 expires=None if expires is None else float(expires), expired_json=expired_json,
                 record_ttl=config.result_ttl,
             )
@@ -251,7 +261,14 @@ class GuardedTask(Task):
         self.request.easyrag_claim, self.request.easyrag_record = claim, running
         self.request.easyrag_renewal = renewal
         with renewer.keep_alive(renewal):  # renewed until FINISH is written, retries included
-            return self._run_and_finish(claim, running, args, kwargs)
+            try:
+                return self._run_and_finish(claim, running, args, kwargs)
+            except SoftTimeLimitExceeded:
+                # Raised into this thread by a signal: it can land after the body returned, in the
+                # result check or in FINISH itself (a re-sent FINISH answers as the first did).
+                if getattr(self.request, "easyrag_outcome", None) is None:
+                    self._finish(claim, running, TaskStatus.TIMEOUT, error="exceeded its soft time limit")
+                raise
 
     def _run_and_finish(self, claim: scripts.Claim, running: TaskRecord, args: tuple, kwargs: dict) -> Any:
         """Run the body and FINISH with its outcome; every way out of the body ends in a FINISH."""
@@ -315,7 +332,7 @@ class GuardedTask(Task):
                     config.result_ttl, cancelled.to_json() if cancelled else "",
                     next_retries=(self.request.retries or 0) + 1)
                 break
-            except redis.RedisError as failure:
+            except (redis.RedisError, SoftTimeLimitExceeded) as failure:  # FINISH first, always
                 if time.monotonic() > deadline:
                     logger.error("task %s (%s): could not record %s (%s); the message goes back to the "
                                  "queue", task_id, self.name, status.value, failure)
@@ -323,6 +340,7 @@ class GuardedTask(Task):
                 logger.warning("task %s (%s): recording %s failed (%s); trying again", task_id,
                                self.name, status.value, failure)
                 time.sleep(1.0)
+        self.request.easyrag_outcome = outcome
         if outcome is scripts.Finish.RECORDED_CANCELLED:
             logger.info("task %s (%s): cancelled while %s; not run again", task_id, self.name,
                         "failing" if status is TaskStatus.RETRYING else "being given back")
@@ -363,11 +381,11 @@ class GuardedTask(Task):
         logger.info("task %s (%s): running elsewhere; delivery deferred by %.1f s", task_id, self.name,
                     countdown)
 
-    def _has_links(self) -> bool:
-        """True when Celery publishes further tasks after this one succeeds (chain or link), outside
-        a chord (a chord counts its members' results: a repeated one would be counted twice)."""
+    def _in_a_chain(self) -> bool:
+        """True when Celery publishes the chain's next link after this one succeeds, outside a
+        chord (a chord counts its members' results: a repeated one would be counted twice)."""
         request = self.request
-        return bool(request.chain or request.callbacks) and not request.chord
+        return bool(request.chain) and not request.chord
 
     def _recorded_result(self) -> Any:
         text = get_redis_instance().get(keys.record_key(self.request.id))

@@ -21,7 +21,8 @@ logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
 
 def end_task(task_id: str, status: TaskStatus = TaskStatus.CANCELLED, message: str = "cancelled",
              error: str | None = None, killed_on_node: str | None = None) -> scripts.Cancel:
-    """End ``task_id`` as ``status`` (CANCELLED or TIMEOUT), or ask its live holder to stop.
+    """End ``task_id`` in the final ``status`` (CANCELLED, TIMEOUT or FAILED), or ask its live holder
+    to stop.
 
     ``killed_on_node``: Celery killed the process of that node running the task (revoke with
     terminate, hard time limit), so its lock means nothing any more.  Two round trips: the record

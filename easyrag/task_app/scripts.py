@@ -17,9 +17,9 @@ the lock value of the claim it ends with the state it records, CANCEL and SUBMIT
 one.  RENEW and WRITE are idempotent as they are.
 
 A live task's guard and record never expire (however long it waits in the broker or runs): only
-the final states set ``result_ttl`` on them.  A guarded message carries the header
-``easyrag_created_at`` only when GuardedTask.apply_async wrote its guard before publishing it, so
-CLAIM meeting such a message with no guard knows the task finished and its record expired.
+the final states set ``result_ttl`` on them.  A message carries the header ``easyrag_guarded``
+only when GuardedTask.apply_async wrote its guard before publishing it, so CLAIM meeting such a
+message with no guard knows the task finished and its record expired.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ CLAIM = f"""
 --   {{'BUSY', pttl ms, 'DEFER'|'DROP'}} a live holder runs it: DEFER = this message must re-publish
 --   itself, DROP = a live deferral exists · {{'DONE', state}} finished or cancelled ·
 --   {{'GONE'}} finished so long ago that its record expired · {{'STALE'}} a copy of an attempt
---   before the current retry · {{'EXPIRED'}} not started before its expiry: now CANCELLED
+--   before the current retry · {{'EXPIRED'}} never started, and now past its expiry: CANCELLED
 local guard = redis.call('HMGET', KEYS[1], 'state', 'crashes', 'cancel', 'owner', 'retries', 'fence')
 local s = guard[1]
 if s == 'RUNNING' and guard[4] == ARGV[1] then  -- a re-send of this very claim: answer it again
@@ -68,21 +68,24 @@ end
 if (not s) and ARGV[8] == '1' then
   return {{'GONE'}}
 end
+local retries = tonumber(guard[5] or '0')
+local message_retries = tonumber(ARGV[7])
 local pttl = redis.call('PTTL', KEYS[2])
 if pttl ~= -2 then
   local marker = redis.call('GET', KEYS[4])
-  if (not marker) or marker == ARGV[4] or marker == ARGV[5] then
+  -- A message of a later attempt than the running one is the retry's own message (published
+  -- before the holder records RETRYING): it must survive, whatever deferral already exists.
+  if (not marker) or marker == ARGV[4] or marker == ARGV[5] or message_retries > retries then
     redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
     return {{'BUSY', pttl, 'DEFER'}}
   end
   return {{'BUSY', pttl, 'DROP'}}
 end
-local retries = tonumber(guard[5] or '0')
-local message_retries = tonumber(ARGV[7])
 if s == 'RETRYING' and message_retries < retries then
   return {{'STALE'}}  -- the retry's own message (published before RETRYING was recorded) runs it
 end
-if s ~= 'RUNNING' and ARGV[10] ~= '' and tonumber(ARGV[9]) > tonumber(ARGV[10]) then
+-- expires bounds the start: a task that never ran (fence 0) may expire, a started one never does
+if ((not s) or guard[6] == '0') and ARGV[10] ~= '' and tonumber(ARGV[9]) > tonumber(ARGV[10]) then
   redis.call('HSET', KEYS[1], 'state', 'CANCELLED')
   redis.call('EXPIRE', KEYS[1], ARGV[12])
   redis.call('SET', KEYS[3], ARGV[11], 'EX', ARGV[12])
@@ -259,7 +262,7 @@ CANCEL = f"""
 -- cancel: end a task from outside its run, or ask its holder to stop
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash   KEYS[4] lock key
 -- ARGV[1] final record JSON                       ARGV[2] record ttl (s)
--- ARGV[3] this call's token                       ARGV[4] final state: CANCELLED or TIMEOUT
+-- ARGV[3] this call's token                       ARGV[4] final state: CANCELLED, TIMEOUT, FAILED
 -- ARGV[5] owner prefix ('node:') of a holder known to be dead (Celery killed it: terminate, hard
 --   time limit), or '' when the holder may be alive
 -- returns 1 ended now · 2 running: its holder will cancel it · 0 already final · -1 unknown

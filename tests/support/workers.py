@@ -69,7 +69,7 @@ class WorkerProcess:
         # Celery's control API publishes through the app's producer pool, whatever connection it
         # is given: a worker on another broker needs an app of its own.
         url = self.env.get("REDIS_URL")
-        if url == os.environ.get("REDIS_URL"):
+        if url == app.conf.broker_url:
             return app
         if self._private_app is None:
             self._private_app = Celery("control", broker=url, set_as_current=False)

@@ -8,12 +8,16 @@ task), the lock, and how often the body ran.
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 
 from celery import chain
 
 from easyrag.celery import app
+from easyrag.task_app import keys
 from easyrag.task_app.async_task_framework import get_task_status, submit_task
+from easyrag.task_app.base_task import GuardedTask
 from easyrag.task_app.records import TaskStatus
 from tests.support import handlers, tasks
 from tests.support.broker import FAST_RECOVERY, status
@@ -84,6 +88,41 @@ def test_revoke_with_terminate_of_a_running_task_ends_cancelled_within_seconds(w
     assert get_task_status(task_id).status is TaskStatus.CANCELLED
     assert_counters(redis_client, total=1, cancelled=1)
     assert worker.alive
+
+
+def test_revoked_copy_of_a_task_whose_pool_process_just_died_still_ends_cancelled(worker_process,
+                                                                                     redis_client):
+    """The revoke cannot stop the run; the process dies; its requeued copy meets the revoke while
+    the dead holder's lock still lives, so the cancel can only be asked, and that copy was the
+    last one: the worker checks again once the lock has expired."""
+    worker = worker_process("a", env=FAST_RECOVERY)
+    task_id = app.tasks["SleepyTaskHandler"].apply_async(kwargs={"seconds": 60}).id
+    wait_until(lambda: _handler_mark(redis_client, task_id, "starts") == "1", timeout=20,
+               message="the handler to start")
+    _revoke(worker, task_id)  # a run already going is not stopped by a revoke (as in Celery)
+    owner = redis_client.hget(keys.guard_key(task_id), "owner")  # "<node>:<pid>:<token>"
+    os.kill(int(owner.split(":")[1]), signal.SIGKILL)  # the pool process; the worker requeues its task
+    task = final_record(task_id, timeout=15)
+    assert task.status is TaskStatus.CANCELLED, (task.status, task.error)
+    assert_no_lock(redis_client, task_id)
+    wait_broker_idle(redis_client)
+    assert _handler_mark(redis_client, task_id, "starts") == "1"
+    assert_counters(redis_client, total=1, cancelled=1)
+
+
+def test_task_no_worker_knows_ends_failed_saying_so(worker_process, redis_client):
+    worker_process("a", env=FAST_RECOVERY)  # imports the project's task modules, not this test module
+    task_id = only_in_this_process.delay().id
+    task = final_record(task_id, timeout=20)
+    assert task.status is TaskStatus.FAILED
+    assert "has no task named 'tests.only_in_this_process'" in task.error
+    wait_broker_idle(redis_client)
+    assert_counters(redis_client, total=1, failed=1)
+
+
+@app.task(name="tests.only_in_this_process", base=GuardedTask)
+def only_in_this_process() -> None:
+    """A guarded task that no worker subprocess imports."""
 
 
 # --- chains ------------------------------------------------------------------------------------------

@@ -290,6 +290,18 @@ def test_claim_sent_twice_answers_the_same_claim_without_counting_a_crash(redis_
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "1"}
 
 
+def test_next_attempts_own_message_meeting_the_running_attempt_defers_even_past_another_deferral(
+        redis_client):
+    """The retry's message is published before the holder records RETRYING: it must never be
+    dropped as a duplicate, or the RETRYING task would have no message left."""
+    task_id = _new_task()
+    _claim(redis_client, task_id, retries=0)
+    _claim(redis_client, task_id, owner="w2:2:b", new_token="t1", retries=0)  # a duplicate's deferral
+    retry = _claim(redis_client, task_id, owner="w3:3:c", new_token="t2", retries=1)
+    assert (retry.outcome, retry.must_defer) == ("BUSY", True)
+    assert redis_client.get(keys.defer_key(task_id)) == "t2"
+
+
 def test_busy_claim_sent_twice_still_defers(redis_client):
     task_id = _new_task()
     _claim(redis_client, task_id)
@@ -379,7 +391,13 @@ def test_copy_delivered_after_its_expiry_ends_cancelled_unless_the_task_had_star
     started = _new_task()
     _claim(redis_client, started, lock_ttl_ms=50, now=1000.0, expires=1001.0)
     _wait_lock_gone(redis_client, started)  # its worker died; the copy comes back after the expiry
-    assert _claim(redis_client, started, owner="w2:2:b", now=2000.0, expires=1001.0).outcome == "OK"
+    claim = _claim(redis_client, started, owner="w2:2:b", now=2000.0, expires=1001.0)
+    assert claim.outcome == "OK"
+    # ...and its retry, due after the expiry, runs too: only a task that never started expires
+    retrying = _record_json(started, "w2:2:b", status=TaskStatus.RETRYING)
+    _finish(redis_client, started, claim.lock_value, "RETRYING", retrying, next_retries=1)
+    retry = _claim(redis_client, started, owner="w2:2:c", retries=1, now=3000.0, expires=1001.0)
+    assert retry.outcome == "OK"
 
 
 # --- ending a task from outside, and giving it back ----------------------------------------------
