@@ -5,7 +5,6 @@ Priorities on the Redis broker: 0 (URGENT) is served first, 3 (LOW) last.
 """
 
 from easyrag.config import load_or_exit
-from tasks import BUILTIN_HANDLER_MODULES
 
 _config = load_or_exit()
 
@@ -21,8 +20,10 @@ result_accept_content = ["json"]
 timezone = "UTC"
 enable_utc = True
 
-# Handler modules every worker (and the submitting process) imports at start-up.
-imports = (*BUILTIN_HANDLER_MODULES, *_config.handler_modules)
+# Handler modules every worker (and the submitting process) imports at start-up: the built-in
+# ones (easyrag.config.BUILTIN_HANDLER_MODULES), then ASYNC_TASK_HANDLER_MODULES.  Named, not
+# imported here, so the configuration never imports tasks/.
+imports = _config.all_handler_modules
 
 worker_concurrency = _config.max_workers
 result_expires = _config.result_ttl

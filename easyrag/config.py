@@ -28,6 +28,21 @@ MIB = 1024 * 1024
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 REDIS_SCHEMES = ("redis", "rediss", "unix")
 
+#: The built-in handlers' modules (``tasks/``), one per handler.  Workers (celeryconfig's
+#: ``imports``) and the submitting process (``load_handler_modules``) import these, then the users'
+#: modules of ASYNC_TASK_HANDLER_MODULES; see :attr:`Config.all_handler_modules`.  Loading them by
+#: name keeps ``easyrag/`` from importing ``tasks``, the layer above it.  Not a setting: a built-in
+#: handler is part of the product, and users add theirs through ASYNC_TASK_HANDLER_MODULES.
+BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
+    "tasks.document_parse",
+    "tasks.email_send",
+    "tasks.data_process",
+    "tasks.file_upload",
+    "tasks.report_generation",
+    "tasks.notification",
+    "tasks.backup",
+)
+
 
 # --- parsers: each takes a string (from the environment) or a value (from Django settings) ---
 
@@ -302,6 +317,11 @@ class Config:
     max_upload_bytes: int
     backup_dir: Path
     media_root: Path
+
+    @property
+    def all_handler_modules(self) -> tuple[str, ...]:
+        """Every handler module to import at start-up: the built-in ones, then the users'."""
+        return (*BUILTIN_HANDLER_MODULES, *self.handler_modules)
 
 
 def _django_dict(name: str) -> dict[str, Any]:

@@ -21,6 +21,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "drf_spectacular",
     "easyrag.task_app",
+    "easyrag.legacy",
     "easyrag.documents",
 ]
 

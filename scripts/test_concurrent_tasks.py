@@ -29,10 +29,10 @@ import time
 
 from test_async_command import connect, push  # same folder; puts the project root on sys.path
 
-from easyrag.task_app.legacy.consumer import run_consumer
-from easyrag.task_app.legacy.handlers import async_handle
-from easyrag.task_app.legacy.lists import dead_key, processing_key
-from easyrag.task_app.legacy.options import ConsumerOptions
+from easyrag.legacy.consumer import run_consumer
+from easyrag.legacy.handlers import async_handle
+from easyrag.legacy.lists import dead_key, processing_key
+from easyrag.legacy.options import ConsumerOptions
 
 #: The seed's seven tasks, longest first: with 5 at once the two slow ones start at once and the
 #: total is the slowest task's 2 s (fast tasks first would start the slow ones 0.5 s late).

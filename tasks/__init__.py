@@ -1,16 +1,7 @@
 """Built-in task handlers, one module each; users' own handler modules may live here too.
 
-Workers and the submitting process import every module listed here, then the modules of
-ASYNC_TASK_HANDLER_MODULES.  Each built-in handler's module is added to this list by the issue
-that builds it.
+Handlers only: what they use (TaskHandler, the task_data readers, run_step, Progress) comes from
+the facade, ``easyrag.task_app.async_task_framework``.  Workers and the submitting process import
+the modules of ``easyrag.config.BUILTIN_HANDLER_MODULES`` by name, then those of
+ASYNC_TASK_HANDLER_MODULES; a new built-in handler's module is added to that list.
 """
-
-BUILTIN_HANDLER_MODULES: tuple[str, ...] = (
-    "tasks.document_parse",
-    "tasks.email_send",
-    "tasks.data_process",
-    "tasks.file_upload",
-    "tasks.report_generation",
-    "tasks.notification",
-    "tasks.backup",
-)

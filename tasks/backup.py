@@ -24,14 +24,19 @@ from typing import Any
 
 from django.db import connections
 
-from easyrag.common.files import confined_path
 from easyrag.config import get_config
-from easyrag.task_app.exceptions import PermanentTaskError
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import TaskDataError, get_choice, get_positive_int
-from tasks.progress import Progress
+from easyrag.task_app.async_task_framework import (
+    PermanentTaskError,
+    Progress,
+    Task,
+    TaskDataError,
+    TaskHandler,
+    confined_path,
+    get_choice,
+    get_positive_int,
+    register_task_handler,
+    run_step,
+)
 
 logger = logging.getLogger(__name__)
 

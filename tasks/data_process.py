@@ -11,12 +11,15 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from easyrag.common.files import confined_path
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import TaskDataError
-from tasks.progress import Progress
+from easyrag.task_app.async_task_framework import (
+    Progress,
+    Task,
+    TaskDataError,
+    TaskHandler,
+    confined_path,
+    register_task_handler,
+    run_step,
+)
 
 #: Rows parsed per step off the event loop; between steps progress is written and a cancel lands.
 BATCH_ROWS = 5000

@@ -35,17 +35,22 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from easyrag.config import get_config
-from easyrag.task_app.exceptions import PermanentTaskError
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.fields import TaskDataError, get_choice, get_field
+from easyrag.task_app.async_task_framework import (
+    PermanentTaskError,
+    Task,
+    TaskDataError,
+    TaskHandler,
+    get_choice,
+    get_field,
+    register_task_handler,
+)
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("INIT", "EXTRACT", "CHUNK", "STORE")
 
 
-class ParseStopped(Exception):
+class ParseStoppedError(Exception):
     """Raised in the extraction thread once the task was cancelled or timed out: stop reading."""
 
 
@@ -108,7 +113,7 @@ class DocumentParseTaskHandler(TaskHandler):
         await task.update_progress(0, f"INIT: loading document {document_id}")
         try:
             document = await _in_db_thread(pipeline.load)(document_id, user_id)
-        except (errors.DocumentNotFound, errors.DocumentAccessDenied):
+        except (errors.DocumentNotFoundError, errors.DocumentAccessDeniedError):
             raise _not_found(document_id) from None  # missing or not theirs: leave it alone
         except errors.DocumentError as error:
             raise PermanentTaskError(str(error)) from None
@@ -161,7 +166,7 @@ def _page_reporter(task: Task, loop: asyncio.AbstractEventLoop, stop: threading.
 
     def on_page(done: int, total: int) -> None:
         if stop.is_set():
-            raise ParseStopped("parse stopped")
+            raise ParseStoppedError("parse stopped")
         percent = 10 + 40 * done // total
         if percent != last["percent"]:
             last["percent"] = percent

@@ -9,10 +9,14 @@ from django.core.exceptions import ValidationError
 from django.core.mail import EmailMultiAlternatives, get_connection
 from django.core.validators import validate_email
 
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import TaskDataError, get_field
+from easyrag.task_app.async_task_framework import (
+    Task,
+    TaskDataError,
+    TaskHandler,
+    get_field,
+    register_task_handler,
+    run_step,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -13,13 +13,17 @@ from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import TemporaryUploadedFile
 from django.core.files.utils import validate_file_name
 
-from easyrag.common.files import confined_path
 from easyrag.config import get_config
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import TaskDataError, get_text
-from tasks.progress import Progress
+from easyrag.task_app.async_task_framework import (
+    Progress,
+    Task,
+    TaskDataError,
+    TaskHandler,
+    confined_path,
+    get_text,
+    register_task_handler,
+    run_step,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -11,11 +11,18 @@ import httpx
 
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
+from easyrag.task_app.async_task_framework import (
+    REQUIRED,
+    Task,
+    TaskDataError,
+    TaskHandler,
+    get_choice,
+    get_field,
+    get_text,
+    register_task_handler,
+    run_step,
+)
 from easyrag.task_app.exceptions import WebhookError
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import REQUIRED, TaskDataError, get_choice, get_field, get_text
 
 logger = logging.getLogger(__name__)
 

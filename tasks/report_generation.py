@@ -12,10 +12,16 @@ from typing import Any
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
-from easyrag.task_app.records import Task
-from easyrag.task_app.task_handlers import TaskHandler, register_task_handler
-from tasks.blocking import run_step
-from tasks.fields import TaskDataError, get_choice, get_field
+from easyrag.task_app.async_task_framework import (
+    Task,
+    TaskDataError,
+    TaskHandler,
+    get_choice,
+    get_field,
+    get_task_stats,
+    register_task_handler,
+    run_step,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -25,9 +31,6 @@ FORMATS = ("csv", "json")
 
 def stats_rows() -> list[dict[str, Any]]:
     """get_task_stats() flattened into ``{"metric", "value"}`` rows (``queue_sizes.URGENT``, ...)."""
-    # The facade's get_task_stats, imported here so that loading tasks/ never imports the facade.
-    from easyrag.task_app.async_task_framework import get_task_stats
-
     rows: list[dict[str, Any]] = []
 
     def flatten(prefix: str, value: Any) -> None:

@@ -145,9 +145,17 @@ def test_entry_point_with_bad_setting_prints_one_line_and_exits_1(entry_point, n
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_readme_configuration_table_names_every_setting():
-    from easyrag.config import DJANGO_OPTIONS, REDIS_OPTIONS
+def test_handler_modules_are_the_builtin_list_then_the_users(env):
+    import celeryconfig
+    from easyrag.config import BUILTIN_HANDLER_MODULES
 
-    readme = (ROOT / "README.md").read_text()
-    for option in (*TASK_OPTIONS, *REDIS_OPTIONS, *DJANGO_OPTIONS):
-        assert f"`{option.env}`" in readme or f"['{option.key}']" in readme, option
+    env(ASYNC_TASK_HANDLER_MODULES="myapp.handlers, other.handlers")
+    assert get_config().all_handler_modules == (*BUILTIN_HANDLER_MODULES, "myapp.handlers", "other.handlers")
+    assert celeryconfig.imports == (*BUILTIN_HANDLER_MODULES, *celeryconfig._config.handler_modules)
+
+
+def test_tasks_holds_exactly_the_builtin_handler_modules():
+    from easyrag.config import BUILTIN_HANDLER_MODULES
+
+    modules = {f"tasks.{path.stem}" for path in (ROOT / "tasks").glob("*.py") if path.stem != "__init__"}
+    assert modules == set(BUILTIN_HANDLER_MODULES)  # tasks/ holds handlers only, and each is loaded

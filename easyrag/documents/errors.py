@@ -7,21 +7,21 @@ class DocumentError(Exception):
     """Base of the parse errors that are the document's (or the request's) fault."""
 
 
-class DocumentNotFound(DocumentError):
+class DocumentNotFoundError(DocumentError):
     """No Document has this id."""
 
 
-class DocumentAccessDenied(DocumentError):
+class DocumentAccessDeniedError(DocumentError):
     """The document belongs to another user."""
 
 
-class UnsupportedDocumentType(DocumentError):
+class UnsupportedDocumentTypeError(DocumentError):
     """The file's type is not one extract.SUPPORTED_TYPES knows."""
 
 
-class CorruptDocument(DocumentError):
+class CorruptDocumentError(DocumentError):
     """The file cannot be read as the type its name says, or has no text."""
 
 
-class MissingStageOutput(DocumentError):
+class MissingStageOutputError(DocumentError):
     """resume_from names a stage whose input (an earlier stage's output) was never saved."""

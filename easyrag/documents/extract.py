@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import PurePosixPath
 from typing import BinaryIO
 
-from easyrag.documents.errors import CorruptDocument, UnsupportedDocumentType
+from easyrag.documents.errors import CorruptDocumentError, UnsupportedDocumentTypeError
 
 #: File suffix -> kind of extractor.
 SUPPORTED_TYPES = {".txt": "text", ".md": "text", ".markdown": "text", ".html": "html", ".htm": "html",
@@ -35,24 +35,24 @@ PageCallback = Callable[[int, int], None]
 
 
 def document_kind(name: str) -> str:
-    """The extractor kind for a file name, or UnsupportedDocumentType."""
+    """The extractor kind for a file name, or UnsupportedDocumentTypeError."""
     suffix = PurePosixPath(name).suffix.lower()
     if suffix not in SUPPORTED_TYPES:
         known = ", ".join(sorted(SUPPORTED_TYPES))
-        raise UnsupportedDocumentType(f"unsupported document type {suffix or '(no suffix)'!r} of "
+        raise UnsupportedDocumentTypeError(f"unsupported document type {suffix or '(no suffix)'!r} of "
                                       f"{PurePosixPath(name).name!r}: supported are {known}")
     return SUPPORTED_TYPES[suffix]
 
 
 def iter_text(kind: str, source: BinaryIO, on_page: PageCallback | None = None) -> Iterator[str]:
-    """Yield the text of ``source`` (a binary file) read as ``kind``; CorruptDocument if it cannot be."""
+    """Yield the text of ``source`` (a binary file) read as ``kind``; CorruptDocumentError if it cannot be."""
     if kind == "text":
         return _plain_text(source)
     if kind == "html":
         return _html_text(source)
     if kind == "pdf":
         return _pdf_text(source, on_page)
-    raise UnsupportedDocumentType(f"no extractor for {kind!r}")
+    raise UnsupportedDocumentTypeError(f"no extractor for {kind!r}")
 
 
 def _plain_text(source: BinaryIO) -> Iterator[str]:
@@ -60,16 +60,18 @@ def _plain_text(source: BinaryIO) -> Iterator[str]:
     offset = 0
     while block := source.read(BLOCK):
         if b"\x00" in block:
-            raise CorruptDocument(f"binary data, not text (a NUL byte at byte {offset + block.index(0)})")
+            raise CorruptDocumentError(
+                f"binary data, not text (a NUL byte at byte {offset + block.index(0)})")
         try:
             yield decoder.decode(block)
         except UnicodeDecodeError as error:
-            raise CorruptDocument(f"not UTF-8 text ({error.reason} at byte {offset + error.start})") from None
+            raise CorruptDocumentError(
+                f"not UTF-8 text ({error.reason} at byte {offset + error.start})") from None
         offset += len(block)
     try:
         yield decoder.decode(b"", final=True)
     except UnicodeDecodeError as error:
-        raise CorruptDocument(f"not UTF-8 text ({error.reason} at the end of the file)") from None
+        raise CorruptDocumentError(f"not UTF-8 text ({error.reason} at the end of the file)") from None
 
 
 def _html_text(source: BinaryIO) -> Iterator[str]:
@@ -77,7 +79,7 @@ def _html_text(source: BinaryIO) -> Iterator[str]:
 
     data = source.read()
     if b"\x00" in data and not data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise CorruptDocument("binary data, not HTML")
+        raise CorruptDocumentError("binary data, not HTML")
     soup = BeautifulSoup(data, "html.parser")
     for element in soup.find_all(HIDDEN_ELEMENTS):
         element.decompose()
@@ -99,19 +101,19 @@ def _pdf_text(source: BinaryIO, on_page: PageCallback | None) -> Iterator[str]:
         # A file object, not a path: pypdf then reads objects as pages need them, not the whole file.
         reader = PdfReader(source)
         if reader.is_encrypted and not reader.decrypt(""):
-            raise CorruptDocument("encrypted PDF: a password is needed")
+            raise CorruptDocumentError("encrypted PDF: a password is needed")
         total = len(reader.pages)
-    except (CorruptDocument, OSError):
+    except (CorruptDocumentError, OSError):
         raise
     except Exception as error:  # pypdf raises many kinds on a broken file
-        raise CorruptDocument(f"not a readable PDF ({type(error).__name__}: {error})") from None
+        raise CorruptDocumentError(f"not a readable PDF ({type(error).__name__}: {error})") from None
     for number in range(total):
         try:
             text = reader.pages[number].extract_text()
         except OSError:
             raise
         except Exception as error:
-            raise CorruptDocument(f"PDF page {number + 1} of {total} is unreadable "
+            raise CorruptDocumentError(f"PDF page {number + 1} of {total} is unreadable "
                                   f"({type(error).__name__}: {error})") from None
         yield text
         yield "\n\n"

@@ -27,10 +27,10 @@ from django.utils import timezone
 
 from easyrag.documents.chunking import iter_chunks, normalize
 from easyrag.documents.errors import (
-    CorruptDocument,
-    DocumentAccessDenied,
-    DocumentNotFound,
-    MissingStageOutput,
+    CorruptDocumentError,
+    DocumentAccessDeniedError,
+    DocumentNotFoundError,
+    MissingStageOutputError,
 )
 from easyrag.documents.extract import PageCallback, document_kind, iter_text
 from easyrag.documents.models import Chunk, Document
@@ -67,11 +67,11 @@ def load(document_id: str, user_id: object = None) -> Document:
     try:
         document = Document.objects.get(pk=document_id)
     except Document.DoesNotExist:
-        raise DocumentNotFound(f"document {document_id!r} does not exist") from None
+        raise DocumentNotFoundError(f"document {document_id!r} does not exist") from None
     if user_id is not None and document.owner_id is not None and str(document.owner_id) != str(user_id):
-        raise DocumentAccessDenied(f"document {document_id!r} does not belong to user {user_id!r}")
+        raise DocumentAccessDeniedError(f"document {document_id!r} does not belong to user {user_id!r}")
     if not document.file.name:
-        raise CorruptDocument(f"document {document_id!r} has no file")
+        raise CorruptDocumentError(f"document {document_id!r} has no file")
     return document
 
 
@@ -94,12 +94,12 @@ def extract(document: Document, on_page: PageCallback | None = None) -> int:
     kind = document_kind(document.file.name)
     storage = document.file.storage
     if not storage.exists(document.file.name):
-        raise CorruptDocument(f"the file {document.file.name!r} of document {document.id!r} is missing "
+        raise CorruptDocumentError(f"the file {document.file.name!r} of document {document.id!r} is missing "
                               "from storage")
     with storage.open(document.file.name, "rb") as source, tempfile.TemporaryFile() as spool:
         characters = _write_text(normalize(iter_text(kind, source, on_page)), spool)
         if not characters:
-            raise CorruptDocument(f"no text found in {document.file.name!r}"
+            raise CorruptDocumentError(f"no text found in {document.file.name!r}"
                                   + (" (a scanned PDF needs OCR, which is not supported)" if kind == "pdf"
                                      else ""))
         spool.seek(0)
@@ -122,7 +122,7 @@ def chunk(document: Document, size: int, overlap: int) -> tuple[int, int]:
     storage = document.file.storage
     name = text_name(document)
     if not storage.exists(name):
-        raise MissingStageOutput(f"no extracted text saved for document {document.id!r} ({name}): "
+        raise MissingStageOutputError(f"no extracted text saved for document {document.id!r} ({name}): "
                                  "resume from INIT or EXTRACT")
     counted = {"characters": 0}
 
@@ -152,7 +152,7 @@ def store(document: Document) -> Outcome:
     storage = document.file.storage
     name = chunks_name(document)
     if not storage.exists(name):
-        raise MissingStageOutput(f"no chunks saved for document {document.id!r} ({name}): "
+        raise MissingStageOutputError(f"no chunks saved for document {document.id!r} ({name}): "
                                  "resume from INIT, EXTRACT or CHUNK")
     with storage.open(name, "rb") as source, transaction.atomic():
         Chunk.objects.filter(document_id=document.id).delete()
@@ -162,7 +162,7 @@ def store(document: Document) -> Outcome:
         for number, line in enumerate(source, 1):
             item = _json_line(line, name, number)
             if summary is not None or not isinstance(item, str | dict):
-                raise CorruptDocument(f"{name} line {number} is not a chunk: saved chunks are damaged; "
+                raise CorruptDocumentError(f"{name} line {number} is not a chunk: saved chunks are damaged; "
                                       "resume from CHUNK")
             if isinstance(item, dict):
                 summary = item
@@ -173,7 +173,7 @@ def store(document: Document) -> Outcome:
                 Chunk.objects.bulk_create(batch)
                 batch.clear()
         if summary is None or summary.get("chunks") != count:
-            raise CorruptDocument(f"{name} is incomplete: saved chunks are damaged; resume from CHUNK")
+            raise CorruptDocumentError(f"{name} is incomplete: saved chunks are damaged; resume from CHUNK")
         Chunk.objects.bulk_create(batch)
         _set_status(document.id, Document.Status.PARSED)
     return Outcome(document.id, count, int(summary.get("characters", 0)))
@@ -183,7 +183,7 @@ def _json_line(line: bytes, name: str, number: int) -> object:
     try:
         return json.loads(line)
     except ValueError:
-        raise CorruptDocument(f"{name} line {number} is not JSON: saved chunks are damaged; "
+        raise CorruptDocumentError(f"{name} line {number} is not JSON: saved chunks are damaged; "
                               "resume from CHUNK") from None
 
 

@@ -1,6 +1,11 @@
 """The facade: exactly the names EasyRAG's async task documentation uses, on Celery.
 
     from easyrag.task_app.async_task_framework import submit_task, get_task_status, TaskPriority
+
+It also re-exports the handler toolkit (``easyrag.task_app.task_data``: typed task_data fields,
+confined paths, blocking steps, progress, and their errors), so a handler module imports one place:
+
+    from easyrag.task_app.async_task_framework import TaskHandler, get_text, register_task_handler
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from easyrag.task_app import keys, queues
 from easyrag.task_app.base_task import USER_ID_HEADER
 from easyrag.task_app.cancellation import request_cancel
 from easyrag.task_app.exceptions import (
+    FileAccessError,
     InvalidPriorityError,
     InvalidRetriesError,
     InvalidTaskDataError,
@@ -23,6 +29,7 @@ from easyrag.task_app.exceptions import (
     LockError,
     PermanentTaskError,
     QueueFullError,
+    TaskDataError,
     TaskDataTooLargeError,
     TaskValidationError,
     UnknownTaskTypeError,
@@ -31,6 +38,16 @@ from easyrag.task_app.framework import TaskFramework, get_task_framework, start_
 from easyrag.task_app.lock import DistributedLock
 from easyrag.task_app.records import Task, TaskPriority, TaskStatus
 from easyrag.task_app.stats import get_task_stats as _collect_stats
+from easyrag.task_app.task_data import (
+    REQUIRED,
+    Progress,
+    confined_path,
+    get_choice,
+    get_field,
+    get_positive_int,
+    get_text,
+    run_step,
+)
 from easyrag.task_app.task_handlers import (
     MAX_RETRIES_HEADER,
     TIMEOUT_HEADER,
@@ -41,15 +58,19 @@ from easyrag.task_app.task_handlers import (
 from easyrag.task_app.validation import validate_submission
 
 __all__ = (
+    "REQUIRED",
     "DistributedLock",
+    "FileAccessError",
     "InvalidPriorityError",
     "InvalidRetriesError",
     "InvalidTaskDataError",
     "InvalidTimeoutError",
     "LockError",
     "PermanentTaskError",
+    "Progress",
     "QueueFullError",
     "Task",
+    "TaskDataError",
     "TaskDataTooLargeError",
     "TaskFramework",
     "TaskHandler",
@@ -58,15 +79,23 @@ __all__ = (
     "TaskValidationError",
     "UnknownTaskTypeError",
     "cancel_task",
+    "confined_path",
+    "get_choice",
+    "get_field",
+    "get_positive_int",
     "get_task_framework",
     "get_task_stats",
     "get_task_status",
+    "get_text",
     "register_task_handler",
+    "run_step",
     "start_task_framework",
     "submit_task",
 )
 
 logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
+
+
 def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskPriority.NORMAL,
                 timeout: float | None = None, max_retries: int | None = None, user_id: Any = None) -> str:
     """Queue a task for its handler and return its id at once.

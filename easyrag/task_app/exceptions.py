@@ -16,15 +16,9 @@
     ├── WebhookError                         a webhook unreachable or answering an error: retried
     ├── TaskTimeoutError                     the handler overran its timeout: final TIMEOUT
     ├── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
-    ├── TaskReleasedError                    its worker shut down: back to PENDING, not a crash
-    └── LegacyConsumerError                  async_command cannot start or has to stop
-        ├── RedisUnavailableError            Redis does not answer at start
-        ├── RedisLostError                   Redis unreachable for longer than the retry window
-        ├── ConsumerNameInUseError           another live consumer runs under this --consumer-name
-        └── HandlerNotFoundError (ValueError)  --handler / ASYNC_COMMAND_HANDLER names no async function
+    └── TaskReleasedError                    its worker shut down: back to PENDING, not a crash
 
-``InvalidItemError`` (a ``ValueError``, not fatal) names what is wrong with one async_command item;
-its text is the ``error`` of the item's dead letter.
+The legacy consumer's errors (``async_command``) are in ``easyrag/legacy/errors.py``.
 
 Configuration errors are Django's ``ImproperlyConfigured``.
 """
@@ -114,27 +108,3 @@ class TaskDataError(PermanentTaskError, ValueError):
 
 class WebhookError(TaskFrameworkError):
     """The webhook could not be reached or answered an error status: retried by the task's policy."""
-
-
-class LegacyConsumerError(TaskFrameworkError):
-    """The consumer cannot start, or has to stop; the message is the one line the command prints."""
-
-
-class RedisUnavailableError(LegacyConsumerError):
-    """Redis did not answer when the consumer started."""
-
-
-class RedisLostError(LegacyConsumerError):
-    """Redis stayed unreachable for longer than the retry window while the consumer ran."""
-
-
-class ConsumerNameInUseError(LegacyConsumerError):
-    """Another live consumer holds this consumer name (and so its processing list)."""
-
-
-class HandlerNotFoundError(LegacyConsumerError, ValueError):
-    """The dotted path of --handler / ASYNC_COMMAND_HANDLER names no ``async def`` function."""
-
-
-class InvalidItemError(ValueError):
-    """An item taken from the list is not a JSON object; the message goes into its dead letter."""

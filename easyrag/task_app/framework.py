@@ -54,6 +54,7 @@ class TaskFramework:
 
     @property
     def running(self) -> bool:
+        """Whether the worker this framework started is alive."""
         return self.process is not None and self.process.poll() is None
 
     def start(self) -> TaskFramework:

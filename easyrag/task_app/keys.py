@@ -27,32 +27,40 @@ def _prefix() -> str:
 
 
 def record_key(task_id: str) -> str:
+    """The task's record, JSON (records.py)."""
     return f"{_prefix()}:task:{task_id}"
 
 
 def guard_key(task_id: str) -> str:
+    """The guard of one task (a hash): state, fence, crashes, cancel, owner."""
     return f"{_prefix()}:guard:{task_id}"
 
 
 def defer_key(task_id: str) -> str:
+    """The token of a busy task's one live deferral message."""
     return f"{_prefix()}:defer:{task_id}"
 
 
 def task_lock_key(task_id: str) -> str:
+    """The lock a running task holds (lock.lock_key of ``task:<id>``)."""
     return lock_key(f"task:{task_id}")
 
 
 def counters_key() -> str:
+    """The cluster-wide counts by status (a hash)."""
     return f"{_prefix()}:counters"
 
 
 def nodes_key() -> str:
+    """The names of the worker nodes that registered (a set)."""
     return f"{_prefix()}:nodes"
 
 
 def node_key(nodename: str) -> str:
+    """One worker node's heartbeat; it expires 10 s after the last beat."""
     return f"{_prefix()}:node:{nodename}"
 
 
 def owner_index_key(user_id: object) -> str:
+    """The index of one user's tasks, newest first (owners.OwnerTasks)."""
     return f"{_prefix()}:owner:{user_id}"

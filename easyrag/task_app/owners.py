@@ -27,6 +27,7 @@ class OwnerTasks:
         self.client = get_redis_instance()
 
     def count(self) -> int:
+        """How many tasks the index lists (one round trip; may include expired records)."""
         return self.client.zcard(self.index)
 
     def __len__(self) -> int:

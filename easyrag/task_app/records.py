@@ -31,6 +31,7 @@ class TaskStatus(StrEnum):
 
     @property
     def is_final(self) -> bool:
+        """Whether the task has ended (COMPLETED, FAILED, CANCELLED or TIMEOUT) and will not run again."""
         return self in FINAL_STATUSES
 
 
@@ -48,6 +49,7 @@ class TaskPriority(IntEnum):
 
 
 def now_iso() -> str:
+    """The current UTC time in ISO 8601, as records store their times."""
     return datetime.now(UTC).isoformat()
 
 
@@ -80,15 +82,18 @@ class TaskRecord:
         return values
 
     def to_json(self) -> str:
+        """The record as stored in Redis: compact JSON of to_dict()."""
         return json.dumps(self.to_dict(), separators=(",", ":"), default=str)
 
     @classmethod
     def from_json(cls, text: str) -> TaskRecord:
+        """The record stored as ``text``; unknown fields (from a newer version) are ignored."""
         values = json.loads(text)
         values["status"] = TaskStatus(values["status"])
         return cls(**{name: value for name, value in values.items() if name in _FIELD_NAMES})
 
     def replace(self, **changes: Any) -> TaskRecord:
+        """A copy of the record with ``changes`` applied."""
         return dataclasses.replace(self, **changes)
 
 

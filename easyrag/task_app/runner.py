@@ -66,6 +66,7 @@ class Renewal:
 
     @property
     def must_stop(self) -> bool:
+        """Whether the run must stop: its claim was lost, or a cancel or release was requested."""
         return self.lost or self.cancel_requested or self.release_requested
 
 

@@ -12,6 +12,8 @@ from easyrag.task_app.task_handlers import ensure_handlers_loaded, registered_ha
 
 
 class SubmitTaskSerializer(serializers.Serializer):
+    """A task submission: task_type (one the caller may submit), task_data and options."""
+
     task_type = serializers.ChoiceField(
         choices=[], help_text="a registered handler's name (non-staff: one of ASYNC_TASK_API_TASK_TYPES)",
         error_messages={"invalid_choice": '"{input}" is not a task type you may submit.'})
@@ -34,12 +36,15 @@ class SubmitTaskSerializer(serializers.Serializer):
         self.fields["task_type"].choices = sorted(types)
 
     def validate_task_data(self, value: object) -> object:
+        """Refuse task_data that is not a JSON object."""
         if not isinstance(value, dict):
             raise serializers.ValidationError("must be a JSON object")
         return value
 
 
 class SubmittedSerializer(serializers.Serializer):
+    """The answer to a submission: the new task's id and status."""
+
     task_id = serializers.CharField()
     status = serializers.ChoiceField(choices=[s.value for s in TaskStatus])
 
@@ -64,15 +69,21 @@ class TaskStatusSerializer(serializers.Serializer):
 
 
 class CancelledSerializer(serializers.Serializer):
+    """The answer to a cancel: whether the task was pending or running and is now cancelled."""
+
     cancelled = serializers.BooleanField()
 
 
 class WorkerStatsSerializer(serializers.Serializer):
+    """One worker's figures: tasks running now and tasks processed."""
+
     active = serializers.IntegerField()
     processed = serializers.IntegerField()
 
 
 class StatsSerializer(serializers.Serializer):
+    """get_task_stats(): counts by status, queue lengths, per-worker figures."""
+
     total_tasks = serializers.IntegerField()
     pending_tasks = serializers.IntegerField()
     running_tasks = serializers.IntegerField()
@@ -87,10 +98,14 @@ class StatsSerializer(serializers.Serializer):
 
 
 class DocumentParseSerializer(serializers.Serializer):
+    """A parse request: the document's id and the stage to resume from."""
+
     document_id = serializers.CharField(max_length=64)
     resume_from = serializers.ChoiceField(choices=["INIT", "EXTRACT", "CHUNK", "STORE"], default="INIT")
 
 
 class DocumentParseSubmittedSerializer(serializers.Serializer):
+    """The answer to a parse request: the parse task's id."""
+
     task_id = serializers.CharField()
     message = serializers.CharField()

@@ -41,12 +41,36 @@ MAX_RETRIES_HEADER = "easyrag_max_retries"
 
 
 class TaskHandler:
-    """Subclass and implement ``handle_task``; the task type is the class name."""
+    """Subclass and implement ``handle_task``; the task type is the class name.
+
+    Register the subclass with ``register_task_handler(MyHandler)`` in a module that workers import
+    (a built-in one, or one of ASYNC_TASK_HANDLER_MODULES).  A new instance runs each task.
+    """
 
     def can_handle(self, task_type: str) -> bool:
+        """Whether this handler runs tasks of ``task_type``: by default, its own class name.
+
+        Called before every run; a handler answering False fails the task at once
+        (PermanentTaskError).  Override only to refuse a type the class is registered under.
+        """
         return task_type == type(self).__name__
 
     async def handle_task(self, task: Task) -> dict[str, Any]:
+        """Run one task and return its result: a JSON object (a dict of JSON values), kept in the record.
+
+        ``task`` is the task's record: ``task.task_data`` (the submitted JSON object, plus
+        ``previous_result`` in a chain), ``task.task_id``, ``task.user_id``, ``task.retries``.
+        Report progress with ``await task.update_progress(percent, message)`` (0-100; one round
+        trip).  A result JSON cannot hold fails the task (ResultNotJSONError).
+
+        Raising ends the attempt: PermanentTaskError (and its subclasses, e.g. TaskDataError)
+        fails the task at once; any other exception is retried by the task's policy (max_retries,
+        exponential back-off), then fails.  The task's timeout and cancel_task() arrive as
+        ``asyncio.CancelledError`` at an ``await``: it must propagate (clean up in ``finally``);
+        a handler that swallows it runs on past its timeout or cancel.  Blocking work belongs in
+        ``await run_step(function, ...)``, off the shared event loop.  A synchronous
+        ``handle_task`` is allowed but cannot be interrupted.
+        """
         raise NotImplementedError
 
 
@@ -83,6 +107,11 @@ class HandlerTask(GuardedTask):
         return super().task_data_of(args, kwargs)  # none, or too many: run() refuses the latter
 
     def run_handler(self, task_data: dict[str, Any]) -> Any:
+        """Run the handler on ``task_data`` within its timeout; retry, fail or return its result.
+
+        PermanentTaskError, timeout, cancel and release end the attempt as they are; any other
+        exception is retried (``self.retry``) until max_retries, then re-raised.
+        """
         request = self.request
         config = get_config()
         timeout = float(self._header(TIMEOUT_HEADER) or config.default_timeout)
@@ -170,18 +199,19 @@ def register_task_handler(handler_class: type[TaskHandler]) -> Any:
 def load_handler_modules() -> None:
     """Import the built-in handler modules and those of ASYNC_TASK_HANDLER_MODULES (idempotent).
 
+    The list is the configuration's (``get_config().all_handler_modules``, as celeryconfig's
+    ``imports``): modules are imported by name, so nothing here imports ``tasks``.
+
     Handlers may use Django models, so a plain script that submits tasks gets Django set up here
     (workers have it from Celery's Django fix-up, manage.py and pytest-django from Django).
     """
     import django
     from django.apps import apps
 
-    from tasks import BUILTIN_HANDLER_MODULES
-
     if not apps.apps_ready:  # (inside Django's own set-up, e.g. from AppConfig.ready(), it is)
         django.setup()
 
-    for module in (*BUILTIN_HANDLER_MODULES, *get_config().handler_modules):
+    for module in get_config().all_handler_modules:
         importlib.import_module(module)
 
 

@@ -69,6 +69,7 @@ class TaskListView(APIView):
         201: SubmittedSerializer, 400: OpenApiResponse(description="{field: [messages]}"),
         503: OpenApiResponse(description="queue full; see Retry-After")})
     def post(self, request: Request) -> Response:
+        """Submit a task: 201 with its id, 400 naming the bad field, 503 when the queue is full."""
         serializer = SubmitTaskSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -80,6 +81,7 @@ class TaskListView(APIView):
 
     @extend_schema(responses=TaskStatusSerializer(many=True))
     def get(self, request: Request) -> Response:
+        """The caller's recent tasks, newest first, a page at a time."""
         paginator = PageNumberPagination()
         page = paginator.paginate_queryset(OwnerTasks(request.user.pk), request, view=self)
         return paginator.get_paginated_response([_status_body(task) for task in page])
@@ -90,6 +92,7 @@ class TaskStatusView(APIView):
 
     @extend_schema(responses={200: TaskStatusSerializer, 404: OpenApiResponse(description="unknown task")})
     def get(self, request: Request, task_id: str) -> Response:
+        """One of the caller's tasks (staff: any task); 404 for an unknown id or someone else's."""
         task = _own_task(request, task_id)
         if task is None:
             return Response(NOT_FOUND, status=status.HTTP_404_NOT_FOUND)
@@ -102,6 +105,7 @@ class TaskCancelView(APIView):
     @extend_schema(request=None, responses={200: CancelledSerializer,
                                             404: OpenApiResponse(description="unknown task")})
     def post(self, request: Request, task_id: str) -> Response:
+        """Cancel one of the caller's tasks (staff: any task); 404 for an unknown id or someone else's."""
         if _own_task(request, task_id) is None:
             return Response(NOT_FOUND, status=status.HTTP_404_NOT_FOUND)
         return Response({"cancelled": cancel_task(task_id)})
@@ -112,6 +116,7 @@ class TaskStatsView(APIView):
 
     @extend_schema(responses=StatsSerializer)
     def get(self, request: Request) -> Response:
+        """Cluster-wide counts, queue lengths per priority and per-worker figures."""
         return Response(get_task_stats())
 
 
@@ -121,6 +126,7 @@ class DocumentParseView(APIView):
     @extend_schema(request=DocumentParseSerializer, responses={
         202: DocumentParseSubmittedSerializer, 404: OpenApiResponse(description="unknown document")})
     def post(self, request: Request) -> Response:
+        """Submit a HIGH-priority parse of one of the caller's documents: 202 with the task id."""
         from easyrag.documents.models import Document
 
         serializer = DocumentParseSerializer(data=request.data)

@@ -9,7 +9,7 @@ import pytest
 from pypdf import PdfReader
 
 from easyrag.documents.chunking import normalize
-from easyrag.documents.errors import CorruptDocument, UnsupportedDocumentType
+from easyrag.documents.errors import CorruptDocumentError, UnsupportedDocumentTypeError
 from easyrag.documents.extract import PDF_CACHE_PAGES, document_kind, iter_text
 from tests.documents.pdfs import pdf_bytes
 
@@ -26,7 +26,7 @@ def test_kind_follows_the_suffix(name, kind):
 
 @pytest.mark.parametrize("name", ["letter.docx", "image.png", "README"])
 def test_other_types_are_unsupported_with_the_list(name):
-    with pytest.raises(UnsupportedDocumentType, match=r"supported are \.htm, \.html, .*\.pdf"):
+    with pytest.raises(UnsupportedDocumentTypeError, match=r"supported are \.htm, \.html, .*\.pdf"):
         document_kind(name)
 
 
@@ -47,7 +47,7 @@ def test_markdown_is_kept_as_written():
 @pytest.mark.parametrize(("data", "reason"), [(b"caf\xe9 latin-1", "not UTF-8 text"),
                                               (b"\x89PNG\r\n\x1a\n\x00\x00", "binary data")])
 def test_plain_text_that_is_not_utf8_text_is_corrupt(data, reason):
-    with pytest.raises(CorruptDocument, match=reason):
+    with pytest.raises(CorruptDocumentError, match=reason):
         _text("text", data)
 
 
@@ -112,10 +112,10 @@ def test_pdf_is_read_as_its_pages_need_it():
 def test_damaged_pdf_is_corrupt(damage):
     good = pdf_bytes(["Some text."] * 3)
     data = b"%PDF-1.7\nthis is not a pdf at all" if damage == "garbage" else good[: len(good) // 3]
-    with pytest.raises(CorruptDocument, match=r"not a readable PDF|unreadable"):
+    with pytest.raises(CorruptDocumentError, match=r"not a readable PDF|unreadable"):
         _text("pdf", data)
 
 
 def test_binary_data_named_html_is_corrupt():
-    with pytest.raises(CorruptDocument, match="binary data, not HTML"):
+    with pytest.raises(CorruptDocumentError, match="binary data, not HTML"):
         _text("html", b"\x00\x01\x02<html>")

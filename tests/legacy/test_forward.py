@@ -6,9 +6,9 @@ import json
 import re
 import signal
 
-import easyrag.task_app.legacy.celery_handler  # noqa: F401 - LegacyTaskHandler, for the in-process worker
+import easyrag.legacy.celery_handler  # noqa: F401 - LegacyTaskHandler, for the in-process worker
+from easyrag.legacy.forward import FALLBACK_MODULE, map_item
 from easyrag.task_app.async_task_framework import TaskStatus, get_task_status
-from easyrag.task_app.legacy.forward import FALLBACK_MODULE, map_item
 from tests.conftest import TEST_HANDLER_MODULES
 from tests.legacy.conftest import KEY, push
 from tests.support.waiting import wait_until

@@ -36,23 +36,23 @@ def test_add_pushes_the_sample_tasks_and_the_default_handler_logs_the_seed_lines
     # The seed's lines, verbatim (spec 6: operators' log searches match them), then one of ours.
     email = "{'to': 'user@example.com', 'subject': 'Welcome', 'body': 'Hello from EasyRAG'}"
     for line in (
-        "INFO easyrag.task_app.legacy.consumer: 启动异步任务处理器\n",
-        f"INFO easyrag.task_app.legacy.consumer: Redis键: {KEY}\n",
-        "INFO easyrag.task_app.legacy.consumer: 轮询间隔: 1秒\n",
-        "INFO easyrag.task_app.legacy.consumer: 启动并发任务 #1，当前运行任务数: 1\n",
-        "INFO easyrag.task_app.legacy.consumer: 启动并发任务 #6，当前运行任务数: 6\n",
-        f"INFO easyrag.task_app.legacy.handlers: 开始处理任务: {{'type': 'email', 'data': {email}}}\n",
-        f"INFO easyrag.task_app.legacy.handlers: 处理邮件任务: {email}\n",
-        "INFO easyrag.task_app.legacy.handlers: 处理文件任务: "
+        "INFO easyrag.legacy.consumer: 启动异步任务处理器\n",
+        f"INFO easyrag.legacy.consumer: Redis键: {KEY}\n",
+        "INFO easyrag.legacy.consumer: 轮询间隔: 1秒\n",
+        "INFO easyrag.legacy.consumer: 启动并发任务 #1，当前运行任务数: 1\n",
+        "INFO easyrag.legacy.consumer: 启动并发任务 #6，当前运行任务数: 6\n",
+        f"INFO easyrag.legacy.handlers: 开始处理任务: {{'type': 'email', 'data': {email}}}\n",
+        f"INFO easyrag.legacy.handlers: 处理邮件任务: {email}\n",
+        "INFO easyrag.legacy.handlers: 处理文件任务: "
         "{'file_path': 'data/report.csv', 'operation': 'analyze'}\n",
-        "INFO easyrag.task_app.legacy.handlers: 处理快速任务: {'task_id': 1}\n",
-        "INFO easyrag.task_app.legacy.handlers: 处理中等任务: {'task_id': 2}\n",
-        "INFO easyrag.task_app.legacy.handlers: 处理慢任务: {'task_id': 3}\n",
-        "INFO easyrag.task_app.legacy.handlers: 处理未知类型任务: "
+        "INFO easyrag.legacy.handlers: 处理快速任务: {'task_id': 1}\n",
+        "INFO easyrag.legacy.handlers: 处理中等任务: {'task_id': 2}\n",
+        "INFO easyrag.legacy.handlers: 处理慢任务: {'task_id': 3}\n",
+        "INFO easyrag.legacy.handlers: 处理未知类型任务: "
         "{'message': 'handled by the default branch'}\n",
-        f"INFO easyrag.task_app.legacy.handlers: 任务处理完成: {{'type': 'email', 'data': {email}}}\n",
-        "INFO easyrag.task_app.legacy.consumer: 成功处理任务 #1\n",
-        "INFO easyrag.task_app.legacy.consumer: 成功处理任务 #6\n",
+        f"INFO easyrag.legacy.handlers: 任务处理完成: {{'type': 'email', 'data': {email}}}\n",
+        "INFO easyrag.legacy.consumer: 成功处理任务 #1\n",
+        "INFO easyrag.legacy.consumer: 成功处理任务 #6\n",
         "Stopped: took 6 tasks: 6 succeeded, 0 dead-lettered, 0 put back\n",
     ):
         assert line in log, line

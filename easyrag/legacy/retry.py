@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from easyrag.task_app.exceptions import RedisLostError
+from easyrag.legacy.errors import RedisLostError
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,15 @@
-"""confined_path(): task-data paths resolve inside ASYNC_TASK_FILE_ROOTS or are refused."""
+"""The handler toolkit: confined_path() keeps task-data paths inside ASYNC_TASK_FILE_ROOTS; run_step()
+lets a cancel wait for the blocking step in flight before CancelledError reaches the handler."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import pytest
 
-from easyrag.common.files import confined_path
 from easyrag.task_app.exceptions import FileAccessError, PermanentTaskError
+from easyrag.task_app.task_data import confined_path, run_step
 
 
 @pytest.fixture
@@ -71,3 +75,43 @@ def test_the_roots_are_read_per_call(tmp_path, env):
     assert confined_path("x", "f") == tmp_path / "two" / "x"
     with pytest.raises(FileAccessError):
         confined_path(str(tmp_path / "one" / "x"), "f")
+
+
+def test_a_cancelled_step_finishes_before_cancelled_error_is_raised():
+    release, finished = threading.Event(), []
+
+    def step() -> None:
+        release.wait(10)
+        finished.append("step")
+
+    async def scenario() -> None:
+        running = asyncio.ensure_future(run_step(step))
+        await asyncio.sleep(0)  # one loop turn: the step is now in its thread
+        running.cancel()
+        done, _ = await asyncio.wait({running}, timeout=0.2)
+        assert not done and finished == []  # still waiting for the step, not unwound under it
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert finished == ["step"]
+
+    asyncio.run(scenario())
+
+
+def test_a_step_returns_its_value_and_raises_its_error():
+    async def scenario() -> None:
+        assert await run_step(divmod, 7, 2) == (3, 1)
+        with pytest.raises(ZeroDivisionError):
+            await run_step(divmod, 1, 0)
+
+    asyncio.run(scenario())
+
+
+def test_the_facade_re_exports_the_toolkit():
+    from easyrag.task_app import async_task_framework, exceptions, task_data
+
+    for name in task_data.__all__:
+        assert name in async_task_framework.__all__
+        assert getattr(async_task_framework, name) is getattr(task_data, name)
+    for name in ("TaskDataError", "FileAccessError", "PermanentTaskError"):
+        assert getattr(async_task_framework, name) is getattr(exceptions, name)

@@ -16,7 +16,7 @@ anything else                  ``LegacyTaskHandler``       the whole item ``{"ty
 
 ``LegacyTaskHandler`` (celery_handler.py) runs the item on a worker with the same handler the
 command would have used (``ASYNC_COMMAND_HANDLER`` there, else the seed's ``async_handle``).  It
-is not a built-in: add ``easyrag.task_app.legacy.celery_handler`` to ASYNC_TASK_HANDLER_MODULES of
+is not a built-in: add ``easyrag.legacy.celery_handler`` to ASYNC_TASK_HANDLER_MODULES of
 the workers and of this consumer; without it such items are dead-lettered with a message saying so.
 An item's optional ``"priority"`` (0-3) is passed on.
 """
@@ -27,7 +27,7 @@ import asyncio
 import logging
 from typing import Any
 
-from easyrag.task_app.legacy.handlers import Handler
+from easyrag.legacy.handlers import Handler
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ FORWARD_MAP: dict[str, tuple[str, dict[str, str]]] = {
 }
 #: Handler of every other type that is not a registered handler's name.
 FALLBACK_HANDLER = "LegacyTaskHandler"
-FALLBACK_MODULE = "easyrag.task_app.legacy.celery_handler"
+FALLBACK_MODULE = "easyrag.legacy.celery_handler"
 #: Seconds between submissions refused because the broker queue is full (QueueFullError).
 QUEUE_FULL_BACKOFF = (0.1, 5.0)
 
@@ -59,8 +59,12 @@ def map_item(payload: dict[str, Any], registered: set[str] | frozenset[str]) -> 
 
 def make_forwarder() -> Handler:
     """An item handler that submits to the facade; loads the handler modules first (once)."""
-    from easyrag.task_app.async_task_framework import QueueFullError, TaskPriority, submit_task
-    from easyrag.task_app.exceptions import UnknownTaskTypeError
+    from easyrag.task_app.async_task_framework import (
+        QueueFullError,
+        TaskPriority,
+        UnknownTaskTypeError,
+        submit_task,
+    )
     from easyrag.task_app.task_handlers import load_handler_modules, registered_handlers
 
     load_handler_modules()

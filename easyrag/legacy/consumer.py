@@ -29,17 +29,17 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from easyrag.config import RedisConfig, get_config
-from easyrag.task_app.exceptions import (
+from easyrag.legacy.errors import (
     InvalidItemError,
     LegacyConsumerError,
     RedisUnavailableError,
 )
-from easyrag.task_app.legacy.handlers import Handler
-from easyrag.task_app.legacy.items import dead_letter, parse_item
-from easyrag.task_app.legacy.lease import NameLease
-from easyrag.task_app.legacy.lists import LegacyList, create_async_client, lease_key
-from easyrag.task_app.legacy.options import ConsumerOptions, ConsumerReport
-from easyrag.task_app.legacy.retry import RetryWindow
+from easyrag.legacy.handlers import Handler
+from easyrag.legacy.items import dead_letter, parse_item
+from easyrag.legacy.lease import NameLease
+from easyrag.legacy.lists import LegacyList, create_async_client, lease_key
+from easyrag.legacy.options import ConsumerOptions, ConsumerReport
+from easyrag.legacy.retry import RetryWindow
 
 logger = logging.getLogger(__name__)
 

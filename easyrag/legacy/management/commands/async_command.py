@@ -1,6 +1,6 @@
 """``python manage.py async_command``: consume JSON tasks from a Redis list (seed 004), losing none.
 
-Thin: flags, logging level, the handler; the engine is easyrag.task_app.legacy.
+Thin: flags, logging level, the handler; the engine is easyrag.legacy.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from easyrag.task_app.exceptions import LegacyConsumerError
-from easyrag.task_app.legacy.consumer import run_consumer
-from easyrag.task_app.legacy.handlers import HANDLER_ENV, handler_path_from_env, load_handler
-from easyrag.task_app.legacy.options import ConsumerOptions
+from easyrag.legacy.consumer import run_consumer
+from easyrag.legacy.errors import LegacyConsumerError
+from easyrag.legacy.handlers import HANDLER_ENV, handler_path_from_env, load_handler
+from easyrag.legacy.options import ConsumerOptions
 
 
 def positive_int(text: str) -> int:
@@ -91,9 +91,9 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["verbosity"] == 0:
-            logging.getLogger("easyrag.task_app.legacy").setLevel(logging.WARNING)
+            logging.getLogger("easyrag.legacy").setLevel(logging.WARNING)
         elif options["verbosity"] >= 2:
-            logging.getLogger("easyrag.task_app.legacy").setLevel(logging.DEBUG)
+            logging.getLogger("easyrag.legacy").setLevel(logging.DEBUG)
         try:
             consumer_options = ConsumerOptions(
                 redis_key=options["redis_key"], interval=options["interval"],
@@ -105,7 +105,7 @@ class Command(BaseCommand):
             raise CommandError(str(error), returncode=1) from None
         try:
             if options["forward"]:
-                from easyrag.task_app.legacy.forward import make_forwarder
+                from easyrag.legacy.forward import make_forwarder
 
                 handler = make_forwarder()
             else:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from easyrag.task_app.exceptions import InvalidItemError
+from easyrag.legacy.errors import InvalidItemError
 
 JSON_NAMES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean",
               type(None): "null"}

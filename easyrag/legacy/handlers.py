@@ -16,7 +16,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from easyrag.task_app.exceptions import HandlerNotFoundError
+from easyrag.legacy.errors import HandlerNotFoundError
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from easyrag.task_app.exceptions import ConsumerNameInUseError
+from easyrag.legacy.errors import ConsumerNameInUseError
 
 logger = logging.getLogger(__name__)
 
