@@ -184,7 +184,7 @@ def main() -> int:
               f"{noop / reference['rpop']:.2f} x RPOP")
     options.output.parent.mkdir(parents=True, exist_ok=True)
     options.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"written to {options.output.relative_to(ROOT)}")
+    print(f"written to {options.output}")
     return 0
 
 

@@ -114,7 +114,7 @@ def main() -> int:
         "tasks": options.tasks, "rounds": options.rounds, "concurrency": 2, "pool": "prefork",
         "runs": runs, "medians": medians, "ratio_project_over_defaults": ratios,
     }, indent=2) + "\n")
-    print(f"written to {options.output.relative_to(ROOT)}")
+    print(f"written to {options.output}")
     return 0
 
 

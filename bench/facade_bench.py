@@ -251,7 +251,7 @@ def main() -> int:
         "runs": runs, "medians": medians, "ratio_facade_over_raw": ratios, "latency": latency,
         "get_task_stats": stats,
     }, indent=2) + "\n")
-    print(f"written to {options.output.relative_to(ROOT)}")
+    print(f"written to {options.output}")
     return 0
 
 

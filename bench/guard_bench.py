@@ -88,7 +88,7 @@ def main() -> int:
                        **throughput, "ratio_guarded_over_project": ratios},
         "guard_round_trips_per_task": {"claim": 1, "finish": 1, "renew_per_second_running": 1.5},
     }, indent=2) + "\n")
-    print(f"written to {options.output.relative_to(ROOT)}")
+    print(f"written to {options.output}")
     return 0
 
 
