@@ -6,7 +6,8 @@ P = ASYNC_TASK_REDIS_PREFIX (``async_task``).
 key                        type    content
 =========================  ======  ==============================================================
 ``P:task:{id}``            string  the task record, JSON (records.py); expires result_ttl
-``P:guard:{id}``           hash    state, fence, crashes, cancel, owner: the guard's truth
+``P:guard:{id}``           hash    the guard's truth: state, fence, crashes, cancel, release, owner,
+                                   retries, and the tokens of the last SUBMIT/FINISH/CANCEL call
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
 ``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
 ``P:owner:{user_id}``       zset    ids of the tasks submitted with this user_id, by creation time
