@@ -74,12 +74,20 @@ class TaskRecord:
     user_id: Any = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The record's fields as stored: status as its string, priority as its int."""
+        """The record's fields as stored: status as its string, priority as its int.
+
+        ``progress`` and ``message`` come last: a progress write replaces only that tail
+        (scripts.PROGRESS), never re-sending task_data or the rest of the record.
+        """
         # Not dataclasses.asdict: it deep-copies task_data and result, twice per task.
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
         values["status"] = self.status.value
         values["priority"] = int(self.priority)
         return values
+
+    def progress_tail(self) -> str:
+        """The end of the record's JSON from its ``progress`` field on (see scripts.PROGRESS)."""
+        return PROGRESS_MARK + json.dumps(self.progress) + ',"message":' + json.dumps(self.message) + "}"
 
     def to_json(self) -> str:
         """The record as stored in Redis: compact JSON of to_dict()."""
@@ -97,7 +105,12 @@ class TaskRecord:
         return dataclasses.replace(self, **changes)
 
 
-_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(TaskRecord))
+#: Field order of the stored JSON: progress and message last (see TaskRecord.to_dict).
+_FIELD_NAMES = (*(f.name for f in dataclasses.fields(TaskRecord) if f.name not in ("progress", "message")),
+                "progress", "message")
+#: Where the record's progress tail starts: the last occurrence in the JSON is always ours, since
+#: everything after it is a number and a JSON string (whose quotes are escaped).
+PROGRESS_MARK = ',"progress":'
 
 
 def json_result(value: Any) -> Any:

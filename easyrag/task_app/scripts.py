@@ -212,6 +212,35 @@ redis.call('SET', KEYS[2], ARGV[2])
 return 1
 """
 
+PROGRESS = """
+-- progress: replace a running task's progress and message, if this holder's fence is current
+-- KEYS[1] guard hash      KEYS[2] record key
+-- ARGV[1] lock value      ARGV[2] the record's new tail, from ',"progress":' to its closing brace
+-- returns 1 written · 0 fenced out · -1 the record has no progress tail (not ours: left alone)
+-- Only the tail travels: task_data and the rest of the record stay in Redis (records.py puts
+-- progress and message last, so the last ',"progress":' of the JSON is the top-level field).
+local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
+if tonumber(redis.call('HGET', KEYS[1], 'fence')) ~= fence
+    or redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then
+  return 0
+end
+local record = redis.call('GET', KEYS[2])
+if not record then
+  return -1
+end
+local cut, at = nil, 1
+while true do
+  local found = string.find(record, ',"progress":', at, true)
+  if not found then break end
+  cut, at = found, found + 1
+end
+if not cut then
+  return -1
+end
+redis.call('SET', KEYS[2], string.sub(record, 1, cut - 1) .. ARGV[2])
+return 1
+"""
+
 SUBMIT = """
 -- submit: record a task PENDING before its message is published
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
@@ -419,6 +448,12 @@ def write(client: redis.Redis, task_id: str, lock_value: str, record_json: str) 
     """Run WRITE (one round trip): True when the record was replaced."""
     return bool(_script(client, WRITE)(keys=[keys.guard_key(task_id), keys.record_key(task_id)],
                                        args=[lock_value, record_json], client=client))
+
+
+def progress(client: redis.Redis, task_id: str, lock_value: str, tail_json: str) -> bool:
+    """Run PROGRESS (one round trip, a few dozen bytes): True when the record's tail was replaced."""
+    return int(_script(client, PROGRESS)(keys=[keys.guard_key(task_id), keys.record_key(task_id)],
+                                         args=[lock_value, tail_json], client=client)) == 1
 
 
 def _submit_keys(task_id: str, user_id: object) -> list[str]:

@@ -47,6 +47,11 @@ class TaskHandler:
     (a built-in one, or one of ASYNC_TASK_HANDLER_MODULES).  A new instance runs each task.
     """
 
+    #: The task_data keys this handler reads.  A submission carrying any other key is refused
+    #: (InvalidTaskDataError naming it), so nothing a handler ignores is stored for days in Redis.
+    #: None (the default, for handlers that do not declare): any key is accepted.
+    fields: tuple[str, ...] | None = None
+
     def can_handle(self, task_type: str) -> bool:
         """Whether this handler runs tasks of ``task_type``: by default, its own class name.
 
@@ -169,7 +174,7 @@ class HandlerTask(GuardedTask):
         async def report(percent: int, message: str) -> None:
             record.progress, record.message = percent, message  # FINISH keeps the last message
             written = await asyncio.to_thread(
-                scripts.write, get_redis_instance(), task_id, lock_value, record.to_json())
+                scripts.progress, get_redis_instance(), task_id, lock_value, record.progress_tail())
             if not written:
                 logger.warning("task %s: progress not recorded: this run lost its claim", task_id)
 

@@ -37,6 +37,13 @@ def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: 
     odd_keys = [key for key in task_data if not isinstance(key, str)]
     if odd_keys:  # JSON would turn them into strings, and they cannot be keyword arguments
         raise InvalidTaskDataError(f"task_data keys must be strings, got {odd_keys[0]!r}", field="task_data")
+    accepted = handlers[task_type].fields
+    if accepted is not None:  # the handler declared what it reads: nothing else is stored for it
+        unknown = sorted(key for key in task_data if key not in accepted)
+        if unknown:
+            raise InvalidTaskDataError(
+                f"task_data has unknown field(s) {', '.join(map(repr, unknown))}; {task_type} takes "
+                f"{', '.join(accepted) or 'no fields'}", field="task_data")
     try:
         size = len(json.dumps(task_data, allow_nan=False).encode())
     except (TypeError, ValueError) as error:

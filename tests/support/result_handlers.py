@@ -1,4 +1,5 @@
-"""Test-only handlers whose results JSON cannot hold as they are (imported by every test worker)."""
+"""Test-only handlers: results JSON cannot hold as they are, and declared fields (imported by every
+test worker)."""
 
 from __future__ import annotations
 
@@ -21,3 +22,15 @@ class NonFiniteTaskHandler(TaskHandler):
 
 for handler in (TupleKeysTaskHandler, NonFiniteTaskHandler):
     register_task_handler(handler)
+
+
+class DeclaredFieldsTaskHandler(TaskHandler):
+    """Reads two fields, and says so: any other key is refused at submit."""
+
+    fields = ("name", "count")
+
+    async def handle_task(self, task: Task) -> dict:
+        return {"name": task.task_data.get("name"), "count": task.task_data.get("count", 0)}
+
+
+register_task_handler(DeclaredFieldsTaskHandler)

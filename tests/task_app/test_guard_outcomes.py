@@ -9,9 +9,17 @@ from __future__ import annotations
 import json
 import uuid
 
+import pytest
+
 from easyrag.celery import app
 from easyrag.task_app import keys
-from easyrag.task_app.async_task_framework import TaskStatus, cancel_task, get_task_status, submit_task
+from easyrag.task_app.async_task_framework import (
+    InvalidTaskDataError,
+    TaskStatus,
+    cancel_task,
+    get_task_status,
+    submit_task,
+)
 from tests.support import tasks
 from tests.support.broker import FAST_RECOVERY, broker_idle
 from tests.support.handlers import mark_key
@@ -38,6 +46,17 @@ def test_non_finite_numbers_in_a_result_are_stored_as_null(live_worker, redis_cl
     assert task.status is TaskStatus.COMPLETED
     assert task.result == {"mean": None, "values": [1.5, None, None]}
     json.loads(redis_client.get(keys.record_key(task.task_id)), parse_constant=lambda name: 1 / 0)  # strict
+
+
+def test_a_handler_that_declares_its_fields_refuses_any_other_key_and_writes_nothing(redis_client):
+    before = redis_client.dbsize()
+    with pytest.raises(InvalidTaskDataError) as refused:
+        submit_task("DeclaredFieldsTaskHandler", {"name": "a", "blob": "x" * 1000})
+    assert refused.value.field == "task_data"
+    assert "unknown field(s) 'blob'; DeclaredFieldsTaskHandler takes name, count" in str(refused.value)
+    assert redis_client.dbsize() == before
+    assert get_task_status(submit_task("DeclaredFieldsTaskHandler", {"name": "a"})) is not None
+    assert get_task_status(submit_task("EchoTaskHandler", {"anything": 1})) is not None  # undeclared
 
 
 def test_cancelled_task_never_runs_after_its_record_expired(env, redis_client, worker_process):

@@ -439,3 +439,18 @@ def test_release_request_reaches_the_holder_and_finish_pending_puts_the_task_bac
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "pending": "1"}
     again = _claim(redis_client, task_id, owner="node-c@h:7:y")
     assert (again.outcome, again.crashes) == ("OK", 0)
+
+
+def test_progress_replaces_only_the_records_tail_and_is_fenced(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    running = TaskRecord(task_id=task_id, task_type="t", status=TaskStatus.RUNNING,
+                         task_data={"progress": 1, "text": 'x,"progress":2'}, result={"progress": 3})
+    assert _write(redis_client, task_id, claim.lock_value, running.to_json())
+    update = running.replace(progress=40, message='step "2", ,"progress":99')
+    assert scripts.progress(redis_client, task_id, claim.lock_value, update.progress_tail()) is True
+    assert redis_client.get(keys.record_key(task_id)) == update.to_json()  # the whole record, intact
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
+    _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final)
+    assert scripts.progress(redis_client, task_id, claim.lock_value, update.progress_tail()) is False
+    assert redis_client.get(keys.record_key(task_id)) == final
