@@ -1,6 +1,7 @@
 """Parsing a long PDF: time and peak memory of the parse stages, against loading it all at once.
 
     python3 scripts/dev.py run -- python bench/parse_bench.py [--pages 300] [--rounds 3]
+                                  [--chunking-sizes 8,16,32] [--only pdf|chunking]
 
 Writes a PDF of ``--pages`` pages of prose (fpdf2, ~2 500 characters a page; kept in .run/bench/),
 then, in a fresh child process per round and variant, with a private SQLite database and
@@ -16,6 +17,11 @@ Each child times one parse (wall clock), then repeats it under tracemalloc for t
 allocations; ``peak_rss_growth`` is how far the process's peak RSS rose above its level after
 set-up.  Medians are printed and written to bench/results/parse_bench.json.  Redis is not used:
 progress writes are the task layer's, measured by bench/facade_bench.py.
+
+Chunking (issue 14): a whitespace-heavy text of 8, 16 and 32 MiB ("start", then blank lines,
+spaces and tabs, then "end"), fed in 64 KiB pieces through normalize() and iter_chunks() as the
+EXTRACT and CHUNK stages do, each size in a fresh process; seconds per size and per MiB are
+printed and written to the same JSON under "chunking" (linear: the seconds per MiB stay flat).
 """
 
 from __future__ import annotations
@@ -127,15 +133,54 @@ def _all_at_once(document, size: int, overlap: int) -> tuple[int, int]:
     return len(rows), len(text)
 
 
+def chunking_child(mib: int) -> dict:
+    """normalize + iter_chunks over ``mib`` MiB of whitespace-heavy text, in 64 KiB pieces."""
+    sys.path.insert(0, str(ROOT))
+    from easyrag.documents.chunking import iter_chunks, normalize
+
+    block = " \n\t " * (64 * 1024 // 4)
+    pieces = ["start", *([block] * (mib * 16)), "end"]
+    started = time.perf_counter()
+    chunks = sum(1 for _ in iter_chunks(normalize(pieces), 1000, 100))
+    return {"mib": mib, "seconds": round(time.perf_counter() - started, 3), "chunks": chunks}
+
+
+def run_chunking(sizes: list[int]) -> list[dict]:
+    results = []
+    for mib in sizes:
+        output = subprocess.run([sys.executable, __file__, "--chunking-child", str(mib)], cwd=ROOT,
+                                capture_output=True, text=True, check=True).stdout
+        figures = json.loads(output.strip().splitlines()[-1])
+        figures["seconds_per_mib"] = round(figures["seconds"] / mib, 4)
+        results.append(figures)
+        print(f"chunking {mib:>3} MiB of whitespace-heavy text: {figures['seconds']:.3f} s "
+              f"({figures['seconds_per_mib'] * 1000:.1f} ms/MiB)")
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pages", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--child", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--pdf", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--chunking-sizes", default="8,16,32", help="MiB of text to chunk, comma-separated")
+    parser.add_argument("--only", choices=("pdf", "chunking"), help="run one of the two benchmarks")
+    parser.add_argument("--chunking-child", type=int, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.child:
         print(json.dumps(child(options.child, options.pdf)))
+        return 0
+    if options.chunking_child:
+        print(json.dumps(chunking_child(options.chunking_child)))
+        return 0
+    sizes = [int(size) for size in options.chunking_sizes.split(",") if size.strip()]
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    if options.only == "chunking":
+        report = {**previous, "chunking": run_chunking(sizes)}
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+        print(f"written to {RESULTS.relative_to(ROOT)}")
         return 0
 
     pdf = ROOT / ".run" / "bench" / f"parse-{options.pages}-pages.pdf"
@@ -162,9 +207,11 @@ def main(argv: list[str] | None = None) -> int:
     ratios = {"seconds": round(stages["seconds"] / reference["seconds"], 2),
               "python_peak": round(stages["python_peak_mib"] / reference["python_peak_mib"], 2)}
     print(f"stages / all-at-once: time {ratios['seconds']}, python peak {ratios['python_peak']}")
+    report = {"pages": options.pages, "rounds": options.rounds, "medians": medians, "ratios": ratios,
+              "runs": runs}
+    report["chunking"] = run_chunking(sizes) if options.only != "pdf" else previous.get("chunking")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"pages": options.pages, "rounds": options.rounds, "medians": medians,
-                                   "ratios": ratios, "runs": runs}, indent=2) + "\n")
+    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
     print(f"written to {RESULTS.relative_to(ROOT)}")
     return 0
 

@@ -168,6 +168,10 @@ class Option:
     meaning: str
 
 
+#: settings.py's SECRET_KEY when DJANGO_SECRET_KEY is unset.  It is public (it is in git), so a
+#: process that serves requests with DEBUG off refuses it (:func:`refuse_development_secret_key`).
+DEVELOPMENT_SECRET_KEY = "easyrag-insecure-development-key"
+
 #: ``ASYNC_TASK_CONFIG`` keys.  A default of None is derived in :func:`get_config`.
 TASK_OPTIONS: tuple[Option, ...] = (
     Option("ASYNC_TASK_WORKERS", "max_workers", positive_int, 4, "worker concurrency"),
@@ -194,17 +198,24 @@ TASK_OPTIONS: tuple[Option, ...] = (
     Option("ASYNC_TASK_FILE_ROOTS", "file_roots", path_list, None,
            "directories handlers may read and write (default: MEDIA_ROOT and data/)"),
     Option("ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS", "webhook_allowed_hosts", comma_list, (),
-           "hosts that notifications may POST to"),
+           "entries notifications may POST to: host (ports 80 and 443), host:port, or host:*"),
     Option("ASYNC_TASK_API_TASK_TYPES", "api_task_types", comma_list, ("DocumentParseTaskHandler",),
            "task types non-staff users may submit through the REST API (staff: every type)"),
+    Option("ASYNC_TASK_API_USER_LIMIT", "api_user_limit", non_negative_int, 50,
+           "tasks one non-staff user may have pending or running at once through the REST API; "
+           "0 = no limit"),
+    Option("ASYNC_TASK_API_MAX_DATA_BYTES", "api_max_data_bytes", positive_int, 64 * 1024,
+           "cap on the JSON task_data of a REST API submission, in bytes (Python: "
+           "ASYNC_TASK_MAX_DATA_BYTES)"),
     Option("ASYNC_TASK_CHUNK_SIZE", "chunk_size", positive_int, 1000,
            "document chunk size, in characters"),
     Option("ASYNC_TASK_CHUNK_OVERLAP", "chunk_overlap", non_negative_int, 100,
            "overlap between chunks, in characters"),
     Option("ASYNC_TASK_MAX_UPLOAD_BYTES", "max_upload_bytes", positive_int, 100 * MIB,
            "size limit of FileUploadTaskHandler, in bytes"),
-    Option("ASYNC_TASK_BACKUP_DIR", "backup_dir", directory, None,
-           "where backups are written (default: MEDIA_ROOT/backups)"),
+    Option("ASYNC_TASK_BACKUP_DIR", "backup_dir", directory, BASE_DIR / "backups",
+           "where backups are written (default: backups/ in the project folder, ignored by git; "
+           "never under MEDIA_ROOT or a file root, since dumps hold credentials)"),
 )
 
 #: ``REDIS_CONFIG`` keys.  ``REDIS_URL`` (or ``REDIS_CONFIG['url']``) wins over the parts.
@@ -225,8 +236,8 @@ DJANGO_OPTIONS: tuple[Option, ...] = (
            "the database (default: a SQLite file inside the project)"),
     Option("MEDIA_ROOT", "MEDIA_ROOT", directory, BASE_DIR / "media", "Django storage root"),
     Option("ASYNC_TASK_LOG_LEVEL", "LOGGING", log_level, "INFO", "level of the project's loggers"),
-    Option("DJANGO_SECRET_KEY", "SECRET_KEY", _text, "easyrag-insecure-development-key",
-           "Django secret key; set it in production"),
+    Option("DJANGO_SECRET_KEY", "SECRET_KEY", _text, DEVELOPMENT_SECRET_KEY,
+           "Django secret key; a site serving requests with DEBUG off refuses the default"),
     Option("DJANGO_DEBUG", "DEBUG", boolean, False, "Django debug mode"),
     Option("DJANGO_ALLOWED_HOSTS", "ALLOWED_HOSTS", comma_list, ("localhost", "127.0.0.1"),
            "host names this site serves"),
@@ -266,6 +277,31 @@ def django_value(env: str) -> Any:
     if env in os.environ:
         return _parse(option, os.environ[env], env)
     return option.parse(option.default) if isinstance(option.default, str | Path) else option.default
+
+
+def check_secret_key(secret_key: str, debug: bool) -> None:
+    """Refuse the public development key when DEBUG is off (a pytest run may use it: PYTEST_VERSION).
+
+    Raises ``ImproperlyConfigured`` with one line naming DJANGO_SECRET_KEY.
+    """
+    if secret_key == DEVELOPMENT_SECRET_KEY and not debug and "PYTEST_VERSION" not in os.environ:
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off: the built-in development key is "
+            "public, and anyone could forge this site's sessions and signed values with it")
+
+
+def refuse_development_secret_key(get_response: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Django middleware, first in MIDDLEWARE: a server (WSGI, ASGI, runserver) checks the key at start.
+
+    Django builds the middleware chain once, when a server loads its handler, so the check runs
+    before the first request; then the middleware takes itself out (``MiddlewareNotUsed``).
+    Workers, the demo and ``migrate`` never build the chain: they sign nothing with the key.
+    """
+    from django.conf import settings
+    from django.core.exceptions import MiddlewareNotUsed
+
+    check_secret_key(settings.SECRET_KEY, settings.DEBUG)
+    raise MiddlewareNotUsed
 
 
 # --- the typed result ---
@@ -312,6 +348,8 @@ class Config:
     file_roots: tuple[Path, ...]
     webhook_allowed_hosts: tuple[str, ...]
     api_task_types: tuple[str, ...]
+    api_user_limit: int
+    api_max_data_bytes: int
     chunk_size: int
     chunk_overlap: int
     max_upload_bytes: int
@@ -374,8 +412,6 @@ def get_config() -> Config:
     media_root = _django_media_root()
     if values["file_roots"] is None:
         values["file_roots"] = (media_root, BASE_DIR / "data")
-    if values["backup_dir"] is None:
-        values["backup_dir"] = media_root / "backups"
     config = Config(redis=_redis_config(), media_root=media_root, **values)
     _check_consistency(config)
     return config

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from easyrag.celery import app
     from easyrag.common.redis_utils import get_redis_instance
-    from easyrag.demo_samples import NOTIFY_CHANNEL, prepare
+    from easyrag.demo_samples import NOTIFY_SUBSCRIBE, prepare
     from easyrag.task_app.async_task_framework import TaskValidationError, submit_task
 
     console = Console()
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             _wait_for_worker(app, nodename, worker)
         console.print(f"worker [bold]{nodename}[/] ready on {config.redis.url} (log, with the e-mail: "
                       f"{log_path})")
-        subscriber.subscribe(NOTIFY_CHANNEL)
+        subscriber.subscribe(NOTIFY_SUBSCRIBE)
         for task in tasks:
             try:
                 task.task_id = submit_task(task.task_type, task.task_data)

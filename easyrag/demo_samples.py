@@ -17,7 +17,10 @@ from easyrag.config import Config
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
 DOCUMENTS = ("handbook.pdf", "architecture.html", "quickstart.md")
-NOTIFY_CHANNEL = "easyrag:demo:notifications"
+NOTIFY_CHANNEL = "demo"
+#: Where NotificationTaskHandler publishes it: every channel lives under its prefix
+#: (``tasks.notification.CHANNEL_PREFIX``; the demo test fails if the two drift apart).
+NOTIFY_SUBSCRIBE = "easyrag:notify:" + NOTIFY_CHANNEL
 UPLOAD_NAME = "demo/release-notes.txt"
 
 

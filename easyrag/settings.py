@@ -26,6 +26,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Refuses, when the server starts, the built-in SECRET_KEY with DEBUG off; then steps aside.
+    "easyrag.config.refuse_development_secret_key",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

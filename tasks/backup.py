@@ -136,9 +136,9 @@ def directory_to_back_up(data: dict[str, Any], folder: Path) -> Path | None:
         return None
     path = confined_path(given, "path")
     if not path.is_dir():
-        raise TaskDataError(f"path {given!r} is not a directory ({path})", "path")
+        raise TaskDataError(f"path {given!r} is not a directory", "path")
     if path.is_relative_to(folder):  # it would archive its own archives, and the one being written
-        raise TaskDataError(f"path {given!r} is inside ASYNC_TASK_BACKUP_DIR ({folder})", "path")
+        raise TaskDataError(f"path {given!r} is inside ASYNC_TASK_BACKUP_DIR", "path")
     return path
 
 
@@ -148,6 +148,8 @@ class BackupTaskHandler(TaskHandler):
     Result ``archive`` (absolute path), ``size``, ``sha256``, and ``removed`` (archives pruned).
     Without ``keep`` nothing is pruned.
     """
+
+    fields = ("source", "path", "keep")
 
     async def handle_task(self, task: Task) -> dict[str, Any]:
         data = task.task_data

@@ -5,10 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any, BinaryIO
 
 from easyrag.task_app.async_task_framework import (
@@ -16,7 +16,7 @@ from easyrag.task_app.async_task_framework import (
     Task,
     TaskDataError,
     TaskHandler,
-    confined_path,
+    open_confined,
     register_task_handler,
     run_step,
 )
@@ -61,9 +61,13 @@ class ColumnProfile:
         self.count += 1
         if not self.candidates:
             return
+        number: float | None = None
         if "integer" in self.candidates and INTEGER.fullmatch(text):
-            number: float = int(text)
-        else:
+            try:
+                number = int(text)
+            except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits())
+                number = None
+        if number is None:
             self._drop("integer")
             number = float(text) if FLOAT.fullmatch(text) else math.nan
             if not math.isfinite(number):  # a word, or a number past float range (1e999)
@@ -87,10 +91,18 @@ class ColumnProfile:
         kind = "empty" if not self.count else (self.candidates[0] if self.candidates else "string")
         result: dict[str, Any] = {"type": kind, "count": self.count}
         if kind == "integer":
-            result.update(min=self.minimum, max=self.maximum, mean=self.total / self.count)
+            result.update(min=self.minimum, max=self.maximum, mean=self._mean())
         elif kind == "float":
-            result.update(min=float(self.minimum), max=float(self.maximum), mean=self.total / self.count)
+            result.update(min=float(self.minimum), max=float(self.maximum), mean=self._mean())
         return result
+
+    def _mean(self) -> float | None:
+        """The mean, or None when no float can hold it (integers beyond 1.8e308; the record is
+        strict JSON, where an infinite float is stored as null too)."""
+        try:
+            return self.total / self.count
+        except OverflowError:
+            return None
 
 
 class CsvProfile:
@@ -153,14 +165,14 @@ class DataProcessTaskHandler(TaskHandler):
     ``min, max, mean`` only for integer and float columns.
     """
 
+    fields = ("data_source",)
+
     async def handle_task(self, task: Task) -> dict[str, Any]:
         source = task.task_data.get("data_source")
-        path = confined_path(source, "data_source")
-        if not path.is_file():
-            raise TaskDataError(f"data_source {source!r} is not a file ({path})", "data_source")
-        size = path.stat().st_size
-        progress = Progress(task, 0, 99)
-        with await run_step(Path.open, path, "rb") as binary:
+        # Opened beneath the roots without following links, then measured on the open file.
+        with await run_step(open_confined, source, "data_source") as binary:
+            size = os.fstat(binary.fileno()).st_size
+            progress = Progress(task, 0, 99)
             profile = CsvProfile(binary, source)
             while not profile.done:
                 await run_step(profile.step)

@@ -19,7 +19,11 @@ retries (PermanentTaskError); the document then says ``failed`` and why, unless 
 someone else's, which leaves it untouched.
 
 The stages run in threads, off the handler's event loop, so a cancel or a timeout stops the task at
-once; an extraction still running then stops at its next page.
+once; the stage still running then stops at its next block (64 KiB of text, 16 KiB of HTML markup,
+a PDF page, a batch of stored chunks): each checks the task's stop event per block.
+
+Stage outputs are kept under ``parse/<document id>/`` in storage, a folder only that document's
+parse writes (easyrag.documents.pipeline.stage_folder), never beside the source file.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 
 from easyrag.config import get_config
+from easyrag.documents.errors import ParseStoppedError
 from easyrag.task_app.async_task_framework import (
     PermanentTaskError,
     Task,
@@ -48,10 +53,6 @@ from easyrag.task_app.async_task_framework import (
 logger = logging.getLogger(__name__)
 
 STAGES = ("INIT", "EXTRACT", "CHUNK", "STORE")
-
-
-class ParseStoppedError(Exception):
-    """Raised in the extraction thread once the task was cancelled or timed out: stop reading."""
 
 
 @functools.cache
@@ -106,6 +107,8 @@ def _not_found(document_id: str) -> PermanentTaskError:
 class DocumentParseTaskHandler(TaskHandler):
     """Extract, chunk and store a Document's text; see the module docstring."""
 
+    fields = ("document_id", "user_id", "resume_from")
+
     async def handle_task(self, task: Task) -> dict[str, Any]:
         from easyrag.documents import errors, pipeline  # needs Django's app registry: import late
 
@@ -124,7 +127,7 @@ class DocumentParseTaskHandler(TaskHandler):
             await _in_db_thread(pipeline.mark_failed)(document_id, str(error))
             raise PermanentTaskError(str(error)) from None
         except asyncio.CancelledError:
-            stop.set()  # the stage's thread stops at its next page
+            stop.set()  # the stage's thread stops at its next block
             await _in_db_thread(pipeline.mark_failed)(document_id, "parse cancelled or timed out")
             raise
         except Exception as error:  # retried by the task's policy; the document says why meanwhile
@@ -143,16 +146,16 @@ class DocumentParseTaskHandler(TaskHandler):
         if start <= STAGES.index("EXTRACT"):
             await task.update_progress(10, f"EXTRACT: reading {document.file.name}")
             on_page = _page_reporter(task, asyncio.get_running_loop(), stop)
-            characters = await _in_parse_thread(pipeline.extract, document, on_page)
+            characters = await _in_parse_thread(pipeline.extract, document, on_page, stop.is_set)
             await task.update_progress(50, f"EXTRACT: {characters} characters of text saved")
         if start <= STAGES.index("CHUNK"):
             await task.update_progress(55, f"CHUNK: splitting into chunks of up to {config.chunk_size} "
                                            f"characters, overlap {config.chunk_overlap}")
             chunks, characters = await _in_parse_thread(pipeline.chunk, document, config.chunk_size,
-                                                        config.chunk_overlap)
+                                                        config.chunk_overlap, stop.is_set)
             await task.update_progress(75, f"CHUNK: {chunks} chunks of {characters} characters saved")
         await task.update_progress(80, "STORE: replacing the document's chunks")
-        outcome = await _in_db_thread(pipeline.store)(document)
+        outcome = await _in_db_thread(pipeline.store)(document, stop.is_set)
         await task.update_progress(95, f"STORE: {outcome.chunks} chunks stored")
         await task.update_progress(100, f"DONE: {outcome.chunks} chunks, {outcome.characters} characters")
         logger.info("document %s parsed: %s chunks, %s characters", document.id, outcome.chunks,

@@ -47,6 +47,8 @@ class EmailSendTaskHandler(TaskHandler):
     a retry sends again to every recipient.
     """
 
+    fields = ("to_email", "subject", "body", "html_body")
+
     async def handle_task(self, task: Task) -> dict[str, Any]:
         data = task.task_data
         to_email = get_field(data, "to_email", (str, list), "an email address or a list of them")

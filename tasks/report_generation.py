@@ -65,15 +65,40 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+#: Most cells (rows x columns) a CSV report may have: rows with many different keys multiply.
+MAX_REPORT_CELLS = 1_000_000
+#: Most characters a report may have once written.
+MAX_REPORT_CHARS = 16 * 1024 * 1024
+
+
 def render_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows as CSV: columns in order of first appearance; nested values as JSON."""
+    """Rows as CSV: columns in order of first appearance; nested values as JSON (blocking: run_step).
+
+    Raises TaskDataError naming ``rows`` past MAX_REPORT_CELLS cells or MAX_REPORT_CHARS characters.
+    """
     columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = (len(rows) + 1) * len(columns)
+    if cells > MAX_REPORT_CELLS:
+        raise TaskDataError(f"rows make a CSV of {len(rows) + 1} lines x {len(columns)} columns = {cells} "
+                            f"cells; the limit is {MAX_REPORT_CELLS}", "rows")
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow([csv_cell(column) for column in columns])
     for row in rows:
         writer.writerow([csv_cell(row.get(column, "")) for column in columns])
+        if buffer.tell() > MAX_REPORT_CHARS:
+            raise TaskDataError(f"rows make a CSV over the limit of {MAX_REPORT_CHARS} characters", "rows")
     return buffer.getvalue()
+
+
+def render_json(report_type: str, generated: datetime, rows: list[dict[str, Any]]) -> str:
+    """The JSON report (blocking: run_step); TaskDataError naming ``rows`` past MAX_REPORT_CHARS."""
+    text = json.dumps({"report_type": report_type, "generated_at": generated.isoformat(), "rows": rows},
+                      indent=2, default=str)
+    if len(text) > MAX_REPORT_CHARS:
+        raise TaskDataError(f"rows make a JSON report over the limit of {MAX_REPORT_CHARS} characters",
+                            "rows")
+    return text
 
 
 class ReportGenerationTaskHandler(TaskHandler):
@@ -82,6 +107,8 @@ class ReportGenerationTaskHandler(TaskHandler):
     Writes ``reports/<report_type>-<UTC time>-<task id>.<format>`` to default storage; result
     ``file`` (the storage name) and ``rows`` (rows written).
     """
+
+    fields = ("report_type", "format", "rows")
 
     async def handle_task(self, task: Task) -> dict[str, Any]:
         data = task.task_data
@@ -96,11 +123,11 @@ class ReportGenerationTaskHandler(TaskHandler):
             rows = await run_step(stats_rows)
         await task.update_progress(50, f"writing {len(rows)} rows as {file_format}")
         generated = datetime.now(UTC)
+        # Rendered in a thread: a large report must not hold the event loop other tasks share.
         if file_format == "csv":
-            text = render_csv(rows)
+            text = await run_step(render_csv, rows)
         else:
-            text = json.dumps({"report_type": report_type, "generated_at": generated.isoformat(),
-                               "rows": rows}, indent=2, default=str)
+            text = await run_step(render_json, report_type, generated, rows)
         name = f"reports/{report_type}-{generated:%Y%m%dT%H%M%SZ}-{task.task_id}.{file_format}"
         name = await run_step(default_storage.save, name, ContentFile(text.encode("utf-8")))
         logger.info("task %s (%s): wrote %s", task.task_id, task.task_type, name)

@@ -25,7 +25,7 @@ def test_defaults_match_the_documented_table(env, settings):
     assert (config.chunk_size, config.chunk_overlap) == (1000, 100)
     assert config.max_data_bytes == 1024 * 1024
     assert config.max_upload_bytes == 100 * 1024 * 1024
-    assert config.backup_dir == config.media_root / "backups"
+    assert config.backup_dir == ROOT / "backups"  # never under MEDIA_ROOT: dumps hold credentials
     assert config.file_roots[0] == config.media_root
 
 
@@ -159,3 +159,59 @@ def test_tasks_holds_exactly_the_builtin_handler_modules():
 
     modules = {f"tasks.{path.stem}" for path in (ROOT / "tasks").glob("*.py") if path.stem != "__init__"}
     assert modules == set(BUILTIN_HANDLER_MODULES)  # tasks/ holds handlers only, and each is loaded
+
+
+SERVE = [sys.executable, "-c", "from easyrag.wsgi import application"]
+
+
+def _without_test_markers(**values: str) -> dict[str, str]:
+    environ = {name: value for name, value in os.environ.items()
+               if name not in ("PYTEST_VERSION", "PYTEST_CURRENT_TEST", "DJANGO_SECRET_KEY", "DJANGO_DEBUG")}
+    return {**environ, **values}
+
+
+def test_a_server_refuses_the_built_in_secret_key_when_debug_is_off():
+    result = subprocess.run(SERVE, cwd=ROOT, env=_without_test_markers(), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("django.core.exceptions.ImproperlyConfigured: DJANGO_SECRET_KEY must be set")
+
+
+@pytest.mark.parametrize("values", [{"DJANGO_SECRET_KEY": "a-real-secret-from-the-operator"},
+                                    {"DJANGO_DEBUG": "1"}])
+def test_a_server_starts_with_a_secret_key_of_its_own_or_in_debug(values):
+    result = subprocess.run(SERVE, cwd=ROOT, env=_without_test_markers(**values), capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_built_in_secret_key_set_explicitly_is_refused_too():
+    result = subprocess.run(SERVE, cwd=ROOT, capture_output=True, text=True, timeout=60,
+                            env=_without_test_markers(DJANGO_SECRET_KEY="easyrag-insecure-development-key"))
+    assert result.returncode != 0 and "DJANGO_SECRET_KEY" in result.stderr.strip().splitlines()[-1]
+
+
+def test_commands_that_serve_nothing_keep_working_without_a_secret_key():
+    """dev.py's set-up (migrate), workers and the demo sign nothing: a fresh machine needs no key."""
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, env=_without_test_markers(),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_api_limits_default_to_50_live_tasks_and_64_kib_of_data(env, settings):
+    env(ASYNC_TASK_API_USER_LIMIT=None, ASYNC_TASK_API_MAX_DATA_BYTES=None)
+    settings.ASYNC_TASK_CONFIG = {}
+    assert (get_config().api_user_limit, get_config().api_max_data_bytes) == (50, 64 * 1024)
+
+
+@pytest.mark.parametrize(("name", "value", "message"), [
+    ("ASYNC_TASK_API_USER_LIMIT", "-1", "ASYNC_TASK_API_USER_LIMIT must be an integer >= 0, got '-1'"),
+    ("ASYNC_TASK_API_USER_LIMIT", "many", "ASYNC_TASK_API_USER_LIMIT must be an integer >= 0"),
+    ("ASYNC_TASK_API_MAX_DATA_BYTES", "0", "ASYNC_TASK_API_MAX_DATA_BYTES must be a positive integer"),
+])
+def test_bad_api_limits_name_the_variable(env, name, value, message):
+    env(**{name: value})
+    with pytest.raises(ImproperlyConfigured) as error:
+        get_config()
+    assert str(error.value).startswith(message)

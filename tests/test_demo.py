@@ -27,7 +27,8 @@ def run_demo(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, l
                    "MEDIA_ROOT": str(tmp_path / "media"), "ASYNC_TASK_FILE_ROOTS": str(tmp_path / "files"),
                    "ASYNC_TASK_WORKERS": "2", "COLUMNS": "160",
                    "EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend",
-                   "EMAIL_FILE_PATH": str(tmp_path / "mail"), **env}
+                   "EMAIL_FILE_PATH": str(tmp_path / "mail"),
+                   "ASYNC_TASK_BACKUP_DIR": str(tmp_path / "backups"), **env}
     result = subprocess.run([sys.executable, "-m", "easyrag.demo", "--summary-json", str(summary),
                              "--timeout", "90"], cwd=ROOT, env=environment, capture_output=True, text=True,
                             timeout=180)
@@ -73,7 +74,7 @@ def test_demo_runs_a_task_of_every_handler_to_completed(tmp_path):
     with tarfile.open(results["backup"]["archive"]) as archive:
         names = archive.getnames()
     assert any(name.endswith("site/notes/todo.txt") for name in names)
-    assert Path(results["backup"]["archive"]).parent == tmp_path / "media" / "backups"
+    assert Path(results["backup"]["archive"]).parent == tmp_path / "backups"
 
 
 def test_demo_exits_1_when_a_task_does_not_complete(tmp_path):

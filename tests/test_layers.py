@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("task_app.cancellation", "task_app.runner", "task_app.lifeline", "task_app.nodes"),
     ("task_app.base_task", "task_app.interruptions"),
     ("task_app.task_handlers", "task_app.task_data"),
-    ("task_app.validation", "task_app.stats", "task_app.owners", "task_app.framework"),
+    ("task_app.validation", "task_app.stats", "task_app.owners", "task_app.framework", "task_app.throttling"),
     ("task_app.async_task_framework",),
     ("task_app.serializers", "task_app.views", "task_app.urls", "task_app.apps", "task_app.management",
      "celery", "urls"),

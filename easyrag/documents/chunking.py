@@ -25,18 +25,31 @@ _SENTENCE_END = re.compile(r"[.!?\u2026](?:[\"')\]\u201d\u2019])*(?=\s)|[\u3002\
 def normalize(pieces: Iterable[str]) -> Iterator[str]:
     """Yield the text with line breaks as ``\\n``, runs of other whitespace as one space, no space
     around a line break, at most one blank line in a row, and no whitespace at either end."""
-    pending = ""  # whitespace at the end of what was seen: cleaned with whatever follows it
+    pending = ""  # whitespace at the end of what was seen (squeezed): cleaned with whatever follows it
     started = False
     for piece in pieces:
         raw = pending + piece
         body_end = len(raw.rstrip())
-        body, pending = raw[:body_end], raw[body_end:]
+        body, pending = raw[:body_end], _squeeze(raw[body_end:])
         if not body:
             continue
         text = _clean(body)
         if not started:
             text, started = text.lstrip(), True
         yield text
+
+
+def _squeeze(space: str) -> str:
+    """A run of whitespace, as short as what _clean makes of it (a space, one or two line breaks),
+    so whitespace carried from piece to piece stays a few characters, however long the run: linear
+    time and bounded memory on a file of whitespace (issue 14: it was quadratic)."""
+    if len(space) <= 3:
+        return space
+    tail = "\r" if space.endswith("\r") else ""  # may pair with a "\n" at the start of the next piece
+    if tail:
+        space = space[:-1]
+    breaks = space.replace("\r\n", "\n").count("\n") + space.replace("\r\n", "").count("\r")
+    return ("\n" * min(breaks, 2) or " ") + tail
 
 
 def _clean(text: str) -> str:

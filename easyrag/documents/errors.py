@@ -25,3 +25,12 @@ class CorruptDocumentError(DocumentError):
 
 class MissingStageOutputError(DocumentError):
     """resume_from names a stage whose input (an earlier stage's output) was never saved."""
+
+
+class DocumentLimitError(DocumentError):
+    """The file is over one of the parser's limits (extract.MAX_HTML_BYTES, extract.MAX_HTML_DEPTH)."""
+
+
+class ParseStoppedError(Exception):
+    """The task was cancelled or timed out: the stage stopped at its next block.  Not a DocumentError:
+    the document is not at fault, and the handler reports the cancel or timeout, not this."""

@@ -1,20 +1,29 @@
 """The parse stages of a Document, on Django storage and the database (synchronous).
 
-Each stage saves what the next one needs, beside the document's file in storage, so a parse can
-resume from any stage:
+Each stage saves what the next one needs in the document's storage, under a folder that only that
+document owns (``parse/<document id>/``, see stage_folder), so a parse can resume from any stage:
 
-    EXTRACT  <file>.extracted.txt   the normalised text (UTF-8)
-    CHUNK    <file>.chunks.jsonl    one JSON string per chunk, then a summary line
-                                    {"chunks", "characters", "size", "overlap"}
-    STORE    Chunk rows             replaced in one transaction, with the status ``parsed``
+    EXTRACT  parse/<id>/extracted.txt   the normalised text (UTF-8)
+    CHUNK    parse/<id>/chunks.jsonl    one JSON string per chunk, then a summary line
+                                        {"chunks", "characters", "size", "overlap"}
+    STORE    Chunk rows                 replaced in one transaction, with the status ``parsed``
 
-Files stream through temporary files: no stage holds a whole document's text in memory.
+A parse writes and deletes only names in its own document's folder, never a name derived from the
+file's name (issue 14: ``<file>.extracted.txt`` could be another user's document).  A document
+whose file lies inside ``parse/`` is refused.  Deleting a Document deletes its folder's files.
+
+Files stream through temporary files: no stage holds a whole document's text in memory.  Every
+stage takes ``should_stop`` (a callable, true once the task was cancelled or timed out) and checks
+it per block of work; it then raises extract.ParseStoppedError.
 """
 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
+import posixpath
+import re
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -32,12 +41,24 @@ from easyrag.documents.errors import (
     DocumentNotFoundError,
     MissingStageOutputError,
 )
-from easyrag.documents.extract import PageCallback, document_kind, iter_text
+from easyrag.documents.extract import (
+    PageCallback,
+    StopCheck,
+    checked,
+    document_kind,
+    iter_text,
+    never,
+    stop_if,
+)
 from easyrag.documents.models import Chunk, Document
 
-TEXT_SUFFIX = ".extracted.txt"
-CHUNKS_SUFFIX = ".chunks.jsonl"
+#: The storage folder of stage outputs: ``parse/<document id>/``.  Uploads (upload_to) never go there.
+STAGE_FOLDER = "parse"
+TEXT_FILE = "extracted.txt"
+CHUNKS_FILE = "chunks.jsonl"
 BATCH = 500
+#: Ids used as they are in a folder name; any other id is hashed (no "/", "..", case clashes).
+_PLAIN_ID = re.compile(r"[a-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -52,12 +73,35 @@ class Outcome:
         return {"document_id": self.document_id, "chunks": self.chunks, "characters": self.characters}
 
 
+def stage_folder(document_id: str) -> str:
+    """The storage folder only this document's parse writes: ``parse/<id>``, or ``parse/~<sha256 of
+    id>`` for an id that is not plain lower-case letters, digits, ``_`` and ``-``."""
+    document_id = str(document_id)
+    if _PLAIN_ID.fullmatch(document_id):
+        return f"{STAGE_FOLDER}/{document_id}"
+    return f"{STAGE_FOLDER}/~{hashlib.sha256(document_id.encode()).hexdigest()}"
+
+
 def text_name(document: Document) -> str:
-    return document.file.name + TEXT_SUFFIX
+    return f"{stage_folder(document.id)}/{TEXT_FILE}"
 
 
 def chunks_name(document: Document) -> str:
-    return document.file.name + CHUNKS_SUFFIX
+    return f"{stage_folder(document.id)}/{CHUNKS_FILE}"
+
+
+def in_stage_folder(name: str) -> bool:
+    """Whether the storage name ``name`` lies inside the stage-output folder."""
+    normal = posixpath.normpath(name.replace("\\", "/")).lstrip("/")
+    return normal == STAGE_FOLDER or normal.startswith(STAGE_FOLDER + "/")
+
+
+def delete_stage_outputs(document: Document) -> None:
+    """Delete the stage outputs of ``document`` (its own names only)."""
+    storage = document.file.storage
+    for name in (text_name(document), chunks_name(document)):
+        if storage.exists(name):
+            storage.delete(name)
 
 
 # --- INIT ---
@@ -72,6 +116,9 @@ def load(document_id: str, user_id: object = None) -> Document:
         raise DocumentAccessDeniedError(f"document {document_id!r} does not belong to user {user_id!r}")
     if not document.file.name:
         raise CorruptDocumentError(f"document {document_id!r} has no file")
+    if in_stage_folder(document.file.name):
+        raise CorruptDocumentError(f"the file {document.file.name!r} of document {document_id!r} is inside "
+                                   f"{STAGE_FOLDER}/, where parse stage outputs are kept: refused")
     return document
 
 
@@ -89,7 +136,7 @@ def _set_status(document_id: str, status: str, error: str = "") -> None:
 
 # --- EXTRACT ---
 
-def extract(document: Document, on_page: PageCallback | None = None) -> int:
+def extract(document: Document, on_page: PageCallback | None = None, should_stop: StopCheck = never) -> int:
     """Save the document's normalised text in storage; return its length in characters."""
     kind = document_kind(document.file.name)
     storage = document.file.storage
@@ -97,7 +144,8 @@ def extract(document: Document, on_page: PageCallback | None = None) -> int:
         raise CorruptDocumentError(f"the file {document.file.name!r} of document {document.id!r} is missing "
                               "from storage")
     with storage.open(document.file.name, "rb") as source, tempfile.TemporaryFile() as spool:
-        characters = _write_text(normalize(iter_text(kind, source, on_page)), spool)
+        characters = _write_text(normalize(checked(iter_text(kind, source, on_page, should_stop),
+                                                         should_stop)), spool)
         if not characters:
             raise CorruptDocumentError(f"no text found in {document.file.name!r}"
                                   + (" (a scanned PDF needs OCR, which is not supported)" if kind == "pdf"
@@ -117,7 +165,7 @@ def _write_text(pieces: Iterator[str], binary: IO[bytes]) -> int:
 
 # --- CHUNK ---
 
-def chunk(document: Document, size: int, overlap: int) -> tuple[int, int]:
+def chunk(document: Document, size: int, overlap: int, should_stop: StopCheck = never) -> tuple[int, int]:
     """Split the saved text into chunks and save them; return (chunks, characters)."""
     storage = document.file.storage
     name = text_name(document)
@@ -135,7 +183,7 @@ def chunk(document: Document, size: int, overlap: int) -> tuple[int, int]:
 
     count = 0
     with storage.open(name, "rb") as source, tempfile.TemporaryFile() as spool:
-        for text in iter_chunks(pieces(source), size, overlap):
+        for text in iter_chunks(checked(pieces(source), should_stop), size, overlap):
             spool.write(json.dumps(text, ensure_ascii=False).encode("utf-8") + b"\n")
             count += 1
         summary = {"chunks": count, "characters": counted["characters"], "size": size, "overlap": overlap}
@@ -147,7 +195,7 @@ def chunk(document: Document, size: int, overlap: int) -> tuple[int, int]:
 
 # --- STORE ---
 
-def store(document: Document) -> Outcome:
+def store(document: Document, should_stop: StopCheck = never) -> Outcome:
     """Replace the document's Chunk rows with the saved chunks and mark it parsed, in one transaction."""
     storage = document.file.storage
     name = chunks_name(document)
@@ -170,6 +218,7 @@ def store(document: Document) -> Outcome:
             batch.append(Chunk(document_id=document.id, index=count, text=item))
             count += 1
             if len(batch) == BATCH:
+                stop_if(should_stop)  # stopping here rolls the transaction back
                 Chunk.objects.bulk_create(batch)
                 batch.clear()
         if summary is None or summary.get("chunks") != count:
@@ -188,7 +237,9 @@ def _json_line(line: bytes, name: str, number: int) -> object:
 
 
 def _replace(storage: Storage, name: str, content: IO[bytes]) -> None:
-    """Write ``content`` under exactly ``name`` (Storage.save would pick another name if it exists)."""
+    """Write ``content`` under exactly ``name``, one of this document's own stage outputs
+    (Storage.save would pick another name if it exists)."""
+    assert in_stage_folder(name), name  # never a name the parse does not own
     storage.delete(name)
     saved = storage.save(name, File(content, name=name))
     if saved != name:

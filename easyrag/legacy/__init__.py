@@ -5,9 +5,9 @@ them with bounded concurrency and loses none of them: each item is moved atomica
 consumer's processing list and removed only when it is finished (or dead-lettered).
 
     apps.py            LegacyConfig, the app (label ``legacy``) that makes the command discoverable
-    errors.py          the error tree: LegacyConsumerError and its kinds, InvalidItemError
+    errors.py          the error tree: LegacyConsumerError and its kinds, the per-item errors
     lists.py           every key and the Lua steps on the source, processing and dead-letter lists
-    items.py           the item format: parsing a taken item, the dead-letter record
+    items.py           the item format: parsing a taken item, the dead-letter record, its log form
     options.py         ConsumerOptions (the flags) and ConsumerReport (what a run did)
     lease.py           one running consumer per consumer name
     retry.py           riding out a Redis outage for up to the retry window

@@ -35,13 +35,18 @@ from easyrag.legacy.errors import (
     RedisUnavailableError,
 )
 from easyrag.legacy.handlers import Handler
-from easyrag.legacy.items import dead_letter, parse_item
+from easyrag.legacy.items import dead_letter, parse_item, shorten
 from easyrag.legacy.lease import NameLease
 from easyrag.legacy.lists import LegacyList, create_async_client, lease_key
 from easyrag.legacy.options import ConsumerOptions, ConsumerReport
 from easyrag.legacy.retry import RetryWindow
 
 logger = logging.getLogger(__name__)
+
+#: Bytes of finished items (and their dead letters) one step sends, unless a single item is larger:
+#: Redis drops a client whose command passes its query buffer limit (1 GiB by default), so a few
+#: huge items finishing together are written in several steps rather than one refused command.
+STEP_BYTES = 64 * 1024 * 1024
 
 
 class Consumer:
@@ -149,7 +154,8 @@ class Consumer:
                                 self.options.max_tasks, len(self._running))
                 return
             batch = self._take_finished()
-            want = self.options.max_concurrent - len(self._running) - self._writing
+            # finished items left for the next step (STEP_BYTES) still hold their slots
+            want = self.options.max_concurrent - len(self._running) - self._writing - len(self._finished)
             if self.options.max_tasks is not None:
                 want = min(want, self.options.max_tasks - self.report.taken)
             if not want and not batch:
@@ -210,6 +216,9 @@ class Consumer:
             payload = parse_item(item)
         except InvalidItemError as error:
             return self._failed(item, number, str(error))
+        except Exception as error:  # whatever else the parser raises: dead-lettered, never held for ever
+            return self._failed(item, number, f"unparseable item: {type(error).__name__}: {error}",
+                                exc_info=True)
         try:
             await self.handler(payload)
         except Exception as error:
@@ -220,14 +229,21 @@ class Consumer:
 
     def _failed(self, item: bytes, number: int, error: str, exc_info: bool = False) -> bytes:
         self.report.failed += 1
-        logger.error("Task #%s failed: %s; dead-lettered to %s", number, error, self.lists.dead,
+        logger.error("Task #%s failed: %s; dead-lettered to %s", number, shorten(error), self.lists.dead,
                      exc_info=exc_info)
         return dead_letter(item, error)
 
     # --- finishing ---
 
     def _take_finished(self) -> list[tuple[bytes, bytes]]:
-        batch, self._finished = self._finished, []
+        """The finished items of the next step, oldest first: up to STEP_BYTES, at least one."""
+        size = count = 0
+        for item, letter in self._finished:
+            size += len(item) + len(letter)
+            if size > STEP_BYTES and count:
+                break
+            count += 1
+        batch, self._finished = self._finished[:count], self._finished[count:]
         return batch
 
     def _release(self, items: Any) -> None:

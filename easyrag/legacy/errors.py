@@ -6,10 +6,12 @@
     ├── RedisUnavailableError                Redis does not answer at start
     ├── RedisLostError                       Redis unreachable for longer than the retry window
     ├── ConsumerNameInUseError               another live consumer runs under this --consumer-name
-    └── HandlerNotFoundError (ValueError)    --handler / ASYNC_COMMAND_HANDLER names no async function
+    ├── HandlerNotFoundError (ValueError)    --handler / ASYNC_COMMAND_HANDLER names no async function
+    └── ForwardTypesError (ValueError)       --forward-types names no type, or one that is not registered
 
 ``InvalidItemError`` (a ``ValueError``, not fatal) names what is wrong with one async_command item;
-its text is the ``error`` of the item's dead letter.
+its text is the ``error`` of the item's dead letter.  So does ``TaskTypeNotAllowedError``, for an
+item --forward would submit as a task type --forward-types does not allow.
 
 The consumer stands apart from the task layer, so these do not derive from its
 ``TaskFrameworkError``; the errors of a --forward submission are the facade's own.
@@ -38,5 +40,13 @@ class HandlerNotFoundError(LegacyConsumerError, ValueError):
     """The dotted path of --handler / ASYNC_COMMAND_HANDLER names no ``async def`` function."""
 
 
+class ForwardTypesError(LegacyConsumerError, ValueError):
+    """--forward-types / ASYNC_COMMAND_FORWARD_TYPES is empty or names a task type no handler has."""
+
+
 class InvalidItemError(ValueError):
     """An item taken from the list is not a JSON object; the message goes into its dead letter."""
+
+
+class TaskTypeNotAllowedError(ValueError):
+    """--forward would submit an item as a task type that --forward-types does not allow."""

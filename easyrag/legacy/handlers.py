@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from easyrag.legacy.errors import HandlerNotFoundError
+from easyrag.legacy.items import Brief
 
 logger = logging.getLogger(__name__)
 
@@ -58,14 +59,14 @@ async def async_handle(data: dict[str, Any]) -> None:
     task_data = data.get("data", {})
     if not isinstance(task_data, dict):
         raise ValueError(f"'data' must be a JSON object, got {type(task_data).__name__}")
-    logger.info("开始处理任务: %s", data)
+    logger.info("开始处理任务: %s", Brief(data))  # Brief: a payload is shown up to LOG_LIMIT characters
     if isinstance(task_type, str) and task_type in DURATIONS:
         await asyncio.sleep(DURATIONS[task_type])
-        logger.info(TYPE_LINES[task_type], task_data)
+        logger.info(TYPE_LINES[task_type], Brief(task_data))
     else:
         await asyncio.sleep(DEFAULT_DURATION)
-        logger.info(DEFAULT_LINE, task_data)
-    logger.info("任务处理完成: %s", data)
+        logger.info(DEFAULT_LINE, Brief(task_data))
+    logger.info("任务处理完成: %s", Brief(data))
 
 
 def handler_path_from_env() -> str | None:

@@ -7,7 +7,7 @@ key                     type    content
 ======================  ======  ================================================================
 ``K``                   list    waiting items; producers LPUSH, consumers take from the right (FIFO)
 ``K:processing:C``      list    items consumer C has taken and not finished, newest on the left
-``K:dead``              list    dead letters, newest on the left: ``{"raw", "error", "failed_at"}``
+``K:dead``              list    dead letters, newest on the left: ``{"raw", "error", "failed_at"}`` (items.py)
 ``K:consumer:C``        string  the lease of the live consumer named C (lease.py); expires
 ======================  ======  ================================================================
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from dataclasses import dataclass, field
 
@@ -37,6 +38,23 @@ class ConsumerOptions:
             if not ok:
                 flag = "--" + name.replace("_", "-")  # the command's flag of this option
                 raise ValueError(f"{flag} {problem}, got {getattr(self, name)!r}")
+
+
+FORWARD_TYPES_ENV = "ASYNC_COMMAND_FORWARD_TYPES"
+
+
+def parse_forward_types(text: str) -> tuple[str, ...]:
+    """``"A, B"`` -> ``("A", "B")``: the task types --forward may submit (--forward-types)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+def forward_types_from_env() -> str | None:
+    """The text of ASYNC_COMMAND_FORWARD_TYPES, or None when unset.
+
+    Read here rather than in easyrag.config, as ASYNC_COMMAND_HANDLER is in handlers.py: it
+    concerns this command only, not the task layer's settings table.
+    """
+    return os.environ.get(FORWARD_TYPES_ENV)
 
 
 @dataclass

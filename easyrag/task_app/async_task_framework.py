@@ -46,6 +46,7 @@ from easyrag.task_app.task_data import (
     get_field,
     get_positive_int,
     get_text,
+    open_confined,
     run_step,
 )
 from easyrag.task_app.task_handlers import (
@@ -87,6 +88,7 @@ __all__ = (
     "get_task_stats",
     "get_task_status",
     "get_text",
+    "open_confined",
     "register_task_handler",
     "run_step",
     "start_task_framework",

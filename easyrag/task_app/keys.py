@@ -11,6 +11,7 @@ key                        type    content
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
 ``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
 ``P:owner:{user_id}``       zset    ids of the tasks submitted with this user_id, by creation time
+``P:api_live:{user_id}``    zset    a non-staff API user's places under the live-task limit
 ``P:nodes``                 set     names of worker nodes that registered (nodes.py)
 ``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
@@ -65,3 +66,8 @@ def node_key(nodename: str) -> str:
 def owner_index_key(user_id: object) -> str:
     """The index of one user's tasks, newest first (owners.OwnerTasks)."""
     return f"{_prefix()}:owner:{user_id}"
+
+
+def api_live_key(user_id: object) -> str:
+    """The places one non-staff API user holds (a sorted set: reservations and task ids, by time)."""
+    return f"{_prefix()}:api_live:{user_id}"

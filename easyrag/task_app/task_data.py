@@ -3,7 +3,7 @@
 - ``get_field`` and its typed forms (``get_text``, ``get_choice``, ``get_positive_int``): each field
   present and of the right type, or TaskDataError naming it.
 - ``confined_path``: a path from task data, resolved inside ASYNC_TASK_FILE_ROOTS or refused with
-  FileAccessError.
+  FileAccessError; ``open_confined`` opens such a file without following links.
 - ``run_step``: one piece of blocking work off the handler event loop, finished before a cancel unwinds.
 - ``Progress``: measured work mapped onto a span of percent, written only when the percent changes.
 
@@ -14,10 +14,12 @@ facade (``easyrag.task_app.async_task_framework``) re-exports these names.
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from easyrag.config import get_config
 from easyrag.task_app.exceptions import FileAccessError, TaskDataError
@@ -31,6 +33,7 @@ __all__ = (
     "get_field",
     "get_positive_int",
     "get_text",
+    "open_confined",
     "run_step",
 )
 
@@ -97,8 +100,10 @@ def confined_path(value: Any, field: str) -> Path:
     Every handler that reads or writes a path named in task_data goes through here.  Relative paths
     are taken against the first root; the result is resolved (``..`` and symlinks followed) and
     must lie inside one of the roots, so ``../x``, ``/etc/passwd`` and a link pointing out are
-    refused.  Raises FileAccessError (with ``.field``) naming the field and the path when ``value``
-    is not a non-empty string or resolves outside every root.  The path need not exist.
+    refused.  Raises FileAccessError (with ``.field``) naming the field and the value as given (never
+    the resolved path or the roots) when ``value`` is not a non-empty string or resolves outside
+    every root.  The path need not exist.  To read a file, use ``open_confined``: checking here and
+    opening the path later would follow a link swapped in between.
     """
     if not isinstance(value, str) or not value.strip() or "\x00" in value:
         raise _refused(field, f"{field} must be a non-empty path string, got {value!r}")
@@ -110,12 +115,57 @@ def confined_path(value: Any, field: str) -> Path:
     resolved = absolute.resolve()
     if any(resolved.is_relative_to(root) for root in roots):
         return resolved
-    allowed = ", ".join(str(root) for root in roots)
     # os.path.abspath folds ".." without following links: inside by that reading means a link led out.
     lexical = Path(os.path.abspath(absolute))
-    how = "is a symlink (or passes through one) to" if any(
-        lexical.is_relative_to(root) for root in roots) else "resolves to"
-    raise _refused(field, f"{field} {value!r} {how} {resolved}, outside ASYNC_TASK_FILE_ROOTS ({allowed})")
+    how = "is a symlink (or passes through one) leading" if any(
+        lexical.is_relative_to(root) for root in roots) else "resolves"
+    # Neither the resolved path nor the roots are echoed: the error reaches whoever submitted the task.
+    raise _refused(field, f"{field} {value!r} {how} outside ASYNC_TASK_FILE_ROOTS")
+
+
+#: Why an open beneath the roots failed, by errno; anything else is "cannot be read".
+_OPEN_PROBLEMS = {
+    errno.ENOENT: "does not exist",
+    errno.ENOTDIR: "does not exist",
+    errno.ELOOP: "changed into a symlink while it was opened",
+    errno.EACCES: "cannot be read (permission denied)",
+    errno.EPERM: "cannot be read (permission denied)",
+}
+
+
+def open_confined(value: Any, field: str) -> BinaryIO:
+    """Open the regular file named by ``value`` (the task_data field ``field``) beneath the roots, to read.
+
+    ``confined_path`` first; then the file is opened one component at a time from its root
+    (``openat`` with ``O_NOFOLLOW``), so a component swapped for a symlink after the check is refused
+    instead of followed, and the *open* file is checked with ``fstat``: a directory, a FIFO or a device
+    is refused.  Raises FileAccessError naming the field, never an OSError, and never echoing an
+    absolute path.  Blocking: call it through ``run_step``.
+    """
+    path = confined_path(value, field)
+    root = next(root for root in get_config().file_roots if path.is_relative_to(root))
+    parts = path.relative_to(root).parts
+    if not parts:
+        raise _refused(field, f"{field} {value!r} is not a file")
+    try:
+        descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts[:-1]:
+                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+                os.close(descriptor)
+                descriptor = inner
+            # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+            inner = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
+        finally:
+            os.close(descriptor)
+    except OSError as error:
+        problem = _OPEN_PROBLEMS.get(error.errno, "cannot be read")
+        raise _refused(field, f"{field} {value!r} {problem}") from None
+    if not stat.S_ISREG(os.fstat(inner).st_mode):
+        os.close(inner)
+        raise _refused(field, f"{field} {value!r} is not a file")
+    os.set_blocking(inner, True)
+    return os.fdopen(inner, "rb")
 
 
 def _refused(field: str, message: str) -> FileAccessError:

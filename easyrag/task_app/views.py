@@ -2,15 +2,22 @@
 
 Every endpoint needs a session or a token.  A record keeps its owner (the submitting user's pk in
 ``user_id``); someone else's task answers 404 exactly like an unknown id, so ids cannot be probed.
+A non-staff caller is limited (spec 5): the task types of ASYNC_TASK_API_TASK_TYPES, no URGENT, a
+timeout up to ASYNC_TASK_DEFAULT_TIMEOUT (serializers.py), ASYNC_TASK_API_USER_LIMIT live tasks
+(throttling.py).  A body the parsers cannot take answers DRF's JSON 400, never a 500 or HTML page.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import status
+from rest_framework import parsers, status
+from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.permissions import IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -35,10 +42,56 @@ from easyrag.task_app.serializers import (
     SubmittedSerializer,
     TaskStatusSerializer,
 )
+from easyrag.task_app.throttling import reserve_place
 
 #: Seconds a client is asked to wait after a 503 (queue full).
 RETRY_AFTER_S = 5
 NOT_FOUND = {"error": "task not found"}
+DOCUMENT_NOT_FOUND = {"error": "document not found"}
+#: JSON nested deeper than this is refused: far beyond any handler's task_data, and well inside
+#: the recursion limit of every JSON encoder and decoder the task then meets (Celery, records).
+MAX_JSON_DEPTH = 100
+
+
+def _depth_within(value: Any, limit: int) -> bool:
+    """True when ``value`` nests no deeper than ``limit`` lists and objects (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return False
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return True
+
+
+class JSONBodyParser(parsers.JSONParser):
+    """DRF's JSONParser; JSON nested too deep is a ParseError (DRF's 400), never a RecursionError (500)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        too_deep = ParseError(f"JSON parse error - nested deeper than {MAX_JSON_DEPTH} levels")
+        try:
+            data = super().parse(stream, media_type, parser_context)
+        except RecursionError:  # json's C decoder gives up on deep nesting with this, not ValueError
+            raise too_deep from None
+        if not _depth_within(data, MAX_JSON_DEPTH):
+            raise too_deep
+        return data
+
+
+class TaskAPIView(APIView):
+    """The task API's base view: every body it cannot take answers DRF's JSON 400."""
+
+    parser_classes = [JSONBodyParser, parsers.FormParser, parsers.MultiPartParser]
+
+    def handle_exception(self, exc: Exception) -> Response:
+        """Django's body limits (over DATA_UPLOAD_MAX_MEMORY_SIZE, too many fields or files) raise
+        SuspiciousOperation while DRF reads the body; answer them as DRF's 400, not Django's HTML."""
+        if isinstance(exc, RequestDataTooBig):
+            exc = ParseError(f"request body is over {settings.DATA_UPLOAD_MAX_MEMORY_SIZE} bytes")
+        elif isinstance(exc, TooManyFieldsSent | TooManyFilesSent):
+            exc = ParseError(str(exc))
+        return super().handle_exception(exc)
 
 
 def _status_body(task: Task) -> dict[str, Any]:
@@ -47,14 +100,36 @@ def _status_body(task: Task) -> dict[str, Any]:
 
 def _submit(request: Request, task_type: str, task_data: dict, owner: Any = None, **options: Any
             ) -> Response | str:
-    """submit_task owned by ``owner`` (default: the caller); a refused submission becomes its answer."""
+    """submit_task owned by ``owner`` (default: the caller); a refused submission becomes its answer.
+
+    A non-staff caller first takes a place of ASYNC_TASK_API_USER_LIMIT (429 when none is left).
+    """
+    place = reserve_place(request.user)
     try:
-        return submit_task(task_type, task_data, user_id=owner or request.user.pk, **options)
+        task_id = submit_task(task_type, task_data, user_id=owner or request.user.pk, **options)
     except TaskValidationError as error:
+        place.release()
         return Response({error.field or "non_field_errors": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
     except QueueFullError as error:
+        place.release()
         return Response({"error": str(error)}, status=status.HTTP_503_SERVICE_UNAVAILABLE,
                         headers={"Retry-After": str(RETRY_AFTER_S)})
+    except BaseException:
+        place.release()
+        raise
+    place.confirm(task_id)
+    return task_id
+
+
+def _parsable_document(request: Request, document_id: Any) -> Any:
+    """The document the caller may have parsed (their own; staff: any), or None."""
+    from easyrag.documents.models import Document
+
+    if isinstance(document_id, bool) or not isinstance(document_id, str | int):
+        return None
+    documents = Document.objects.all() if request.user.is_staff else Document.objects.filter(
+        owner=request.user)
+    return documents.filter(pk=str(document_id)).first()
 
 
 def _own_task(request: Request, task_id: str) -> Task | None:
@@ -62,17 +137,23 @@ def _own_task(request: Request, task_id: str) -> Task | None:
     return task if task is not None and owns(task, request.user) else None
 
 
-class TaskListView(APIView):
+class TaskListView(TaskAPIView):
     """POST: submit a task. GET: the caller's recent tasks, newest first (paginated)."""
 
     @extend_schema(request=SubmitTaskSerializer, responses={
         201: SubmittedSerializer, 400: OpenApiResponse(description="{field: [messages]}"),
+        404: OpenApiResponse(description="a parse of a document that is not the caller's"),
+        429: OpenApiResponse(description="ASYNC_TASK_API_USER_LIMIT live tasks already; see Retry-After"),
         503: OpenApiResponse(description="queue full; see Retry-After")})
     def post(self, request: Request) -> Response:
         """Submit a task: 201 with its id, 400 naming the bad field, 503 when the queue is full."""
         serializer = SubmitTaskSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        if (data["task_type"] == "DocumentParseTaskHandler" and not request.user.is_staff
+                and _parsable_document(request, data["task_data"].get("document_id")) is None):
+            # As POST /api/documents/parse/ answers: an unowned or someone else's document is unknown.
+            return Response(DOCUMENT_NOT_FOUND, status=status.HTTP_404_NOT_FOUND)
         options = {name: data[name] for name in ("timeout", "max_retries") if name in data}
         outcome = _submit(request, data["task_type"], data["task_data"], priority=data["priority"], **options)
         if isinstance(outcome, Response):
@@ -87,7 +168,7 @@ class TaskListView(APIView):
         return paginator.get_paginated_response([_status_body(task) for task in page])
 
 
-class TaskStatusView(APIView):
+class TaskStatusView(TaskAPIView):
     """The seed's TaskStatusView: task_id, status, progress, message, error (+ result and times)."""
 
     @extend_schema(responses={200: TaskStatusSerializer, 404: OpenApiResponse(description="unknown task")})
@@ -99,7 +180,7 @@ class TaskStatusView(APIView):
         return Response(_status_body(task))
 
 
-class TaskCancelView(APIView):
+class TaskCancelView(TaskAPIView):
     """Cancel a pending or running task: ``{"cancelled": false}`` when it had finished already."""
 
     @extend_schema(request=None, responses={200: CancelledSerializer,
@@ -111,31 +192,33 @@ class TaskCancelView(APIView):
         return Response({"cancelled": cancel_task(task_id)})
 
 
-class TaskStatsView(APIView):
-    """get_task_stats(): cluster-wide counts, queue lengths per priority, per-worker figures."""
+class TaskStatsView(TaskAPIView):
+    """get_task_stats(): cluster-wide counts, queue lengths per priority, per-worker figures; staff only.
 
-    @extend_schema(responses=StatsSerializer)
+    Others get 403: the figures name workers and hosts.
+    """
+
+    permission_classes = [IsAdminUser]
+
+    @extend_schema(responses={200: StatsSerializer, 403: OpenApiResponse(description="not staff")})
     def get(self, request: Request) -> Response:
-        """Cluster-wide counts, queue lengths per priority and per-worker figures."""
+        """Cluster-wide counts, queue lengths per priority and per-worker figures (staff only)."""
         return Response(get_task_stats())
 
 
-class DocumentParseView(APIView):
+class DocumentParseView(TaskAPIView):
     """The seed's DocumentParseView: parse one of the caller's documents (staff: any document)."""
 
     @extend_schema(request=DocumentParseSerializer, responses={
-        202: DocumentParseSubmittedSerializer, 404: OpenApiResponse(description="unknown document")})
+        202: DocumentParseSubmittedSerializer, 404: OpenApiResponse(description="unknown document"),
+        429: OpenApiResponse(description="ASYNC_TASK_API_USER_LIMIT live tasks already; see Retry-After")})
     def post(self, request: Request) -> Response:
         """Submit a HIGH-priority parse of one of the caller's documents: 202 with the task id."""
-        from easyrag.documents.models import Document
-
         serializer = DocumentParseSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        documents = Document.objects.all() if request.user.is_staff else Document.objects.filter(
-            owner=request.user)
-        document = documents.filter(pk=serializer.validated_data["document_id"]).first()
+        document = _parsable_document(request, serializer.validated_data["document_id"])
         if document is None:
-            return Response({"error": "document not found"}, status=status.HTTP_404_NOT_FOUND)
+            return Response(DOCUMENT_NOT_FOUND, status=status.HTTP_404_NOT_FOUND)
         # The task belongs to the document's owner (the handler parses only its owner's documents);
         # staff parsing someone's document still see the task, as staff see every task.
         owner = document.owner_id or request.user.pk

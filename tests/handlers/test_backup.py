@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -124,16 +125,20 @@ def test_bad_task_data_fails_at_once_naming_the_field(live_worker, folders):
         ({"source": "database", "path": "."}, "path"),
     ]])
     assert archives(folders.backups) == []
+    task = backup({"source": "directory", "path": "a.txt"})
+    assert str(folders.root) not in task.error  # "is not a directory", without the resolved path
 
 
 
 def test_paths_out_of_the_roots_are_refused(live_worker, folders):
     (folders.outside / "secret.txt").write_text("secret")
     (folders.root / "out").symlink_to(folders.outside, target_is_directory=True)
-    for path, words in (("../outside", ["resolves to"]), (str(folders.outside), ["resolves to"]),
+    for path, words in (("../outside", ["resolves outside"]), (str(folders.outside), ["resolves outside"]),
                         ("out", ["symlink"])):
-        assert_failed_at_once(backup({"source": "directory", "path": path}), "path", path,
-                              "outside ASYNC_TASK_FILE_ROOTS", *words)
+        task = backup({"source": "directory", "path": path})
+        assert_failed_at_once(task, "path", path, "outside ASYNC_TASK_FILE_ROOTS", *words)
+        shown = task.error.replace(path, "")
+        assert str(folders.root) not in shown and str(folders.outside) not in shown  # no paths, no roots
     assert archives(folders.backups) == []
 
 
@@ -143,3 +148,16 @@ def test_pg_dump_gets_the_connection_settings_of_dbshell(tmp_path):
     assert args == ["pg_dump", "-U", "app", "-h", "db.internal", "-p", "5433", "--no-password",
                     f"--file={tmp_path / 'database.sql'}", "rag"]
     assert env["PGPASSWORD"] == "s3cret"
+
+
+def test_the_default_backup_folder_is_backups_in_the_project_outside_media_root(env, settings, tmp_path):
+    from easyrag.config import BASE_DIR, get_config
+
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+    env(ASYNC_TASK_BACKUP_DIR=None)
+    config = get_config()
+    assert config.backup_dir == BASE_DIR / "backups"  # dumps hold credentials: never served as media
+    assert not config.backup_dir.is_relative_to(config.media_root)
+    ignored = subprocess.run(["git", "check-ignore", "-q", str(BASE_DIR / "backups" / "x.tar.gz")],
+                             cwd=BASE_DIR, check=False)
+    assert ignored.returncode == 0, "backups/ must be ignored by git"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 
 import pytest
 
@@ -83,7 +84,7 @@ def test_bad_data_source_fails_at_once(live_worker, folders):
     assert_each_fails_at_once("DataProcessTaskHandler", [
         ({}, ["data_source"]),
         ({"data_source": 5}, ["data_source"]),
-        ({"data_source": "missing.csv"}, ["data_source", "missing.csv", "not a file"]),
+        ({"data_source": "missing.csv"}, ["data_source", "missing.csv", "does not exist"]),
         ({"data_source": "."}, ["data_source", "not a file"]),
     ])
 
@@ -92,8 +93,34 @@ def test_paths_out_of_the_roots_are_refused(live_worker, folders):
     secret = folders.outside / "secret.csv"
     secret.write_text("password\nhunter2\n")
     (folders.root / "link.csv").symlink_to(secret)
-    for source, words in (("../outside/secret.csv", ["resolves to"]), (str(secret), ["resolves to"]),
-                          ("link.csv", ["symlink"])):
+    for source, words in (("../outside/secret.csv", ["resolves outside"]),
+                          (str(secret), ["resolves outside"]), ("link.csv", ["symlink"])):
         task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": source}, max_retries=3))
         assert_failed_at_once(task, "data_source", source, "outside ASYNC_TASK_FILE_ROOTS", *words)
+        shown = task.error.replace(source, "")
+        assert str(folders.root) not in shown and str(folders.outside) not in shown  # no paths, no roots
         assert task.result is None
+
+
+def test_an_integer_too_long_to_convert_is_profiled_as_text_not_a_raw_value_error(live_worker, folders):
+    (folders.root / "long.csv").write_text("n,m\n" + "9" * 5000 + ",1\n2,2\n")
+    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "long.csv"}, max_retries=0))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert task.result["columns"]["n"] == {"type": "string", "count": 2}
+    assert task.result["columns"]["m"]["type"] == "integer"
+
+
+def test_a_fifo_or_directory_fails_at_once_without_blocking(live_worker, folders):
+    os.mkfifo(folders.root / "pipe.csv")
+    (folders.root / "dir.csv").mkdir()
+    assert_each_fails_at_once("DataProcessTaskHandler", [
+        ({"data_source": "pipe.csv"}, ["data_source", "'pipe.csv' is not a file"]),
+        ({"data_source": "dir.csv"}, ["data_source", "'dir.csv' is not a file"]),
+    ])
+
+
+def test_an_integer_column_whose_mean_no_float_can_hold_has_a_null_mean(live_worker, folders):
+    (folders.root / "big.csv").write_text("n\n" + "\n".join([str(10 ** 400)] * 2) + "\n")
+    task = wait_final(submit_task("DataProcessTaskHandler", {"data_source": "big.csv"}, max_retries=0))
+    assert task.status.value == "COMPLETED", task.error
+    assert task.result["columns"]["n"]["mean"] is None

@@ -347,3 +347,112 @@ def test_a_forged_user_id_in_task_data_is_refused_and_bobs_document_untouched(li
 def test_bad_task_data_names_the_field(live_worker, folders, task_data, words):
     task = wait_final(submit_task("DocumentParseTaskHandler", task_data))
     assert_failed_at_once(task, *words)
+
+
+# --- issue 14 item 1: stage outputs belong to their document ---------------------------------------
+
+def test_bobs_parse_never_touches_alices_file_and_her_chunks_hold_only_her_text(live_worker, folders,
+                                                                                 django_user_model):
+    alice = django_user_model.objects.create_user(username="alice", password="x")
+    bob = django_user_model.objects.create_user(username="bob", password="x")
+    alices_words = b"Alice keeps her private notes here. Nobody else may read them."
+    bobs_words = b"Bob wrote this text himself. It must never reach Alice's chunks."
+    # The names collide as in the issue: Bob's file plus ".extracted.txt" is Alice's file.
+    alices = make_document("notes.txt.extracted.txt", alices_words, owner=alice)
+    bobs = make_document("notes.txt", bobs_words, owner=bob)
+    assert alices.file.name == bobs.file.name + ".extracted.txt"
+    storage = alices.file.storage
+    assert assert_parsed(parse_as(bob.pk, bobs.id), bobs) == [bobs_words.decode()]
+    assert storage.open(alices.file.name).read() == alices_words  # neither deleted nor overwritten
+    assert assert_parsed(parse_as(alice.pk, alices.id), alices) == [alices_words.decode()]
+    # Either parsed again, in any order, keeps to its own text and leaves the other's file alone.
+    assert assert_parsed(parse_as(bob.pk, bobs.id), bobs) == [bobs_words.decode()]
+    resumed = parse_as(alice.pk, alices.id, resume_from="CHUNK")
+    assert assert_parsed(resumed, alices) == [alices_words.decode()]
+    assert storage.open(alices.file.name).read() == alices_words
+    assert storage.open(bobs.file.name).read() == bobs_words
+
+
+def test_stage_outputs_live_under_the_documents_own_folder(live_worker, folders):
+    document = make_document("report.txt", PROSE.encode())
+    assert_parsed(parse(document.id), document)
+    assert text_name(document) == f"parse/{document.id}/extracted.txt"
+    assert chunks_name(document) == f"parse/{document.id}/chunks.jsonl"
+    assert (folders.media / text_name(document)).is_file()
+    assert (folders.media / chunks_name(document)).is_file()
+    # Nothing new beside the source: its folder holds only the uploaded file.
+    beside = (folders.media / document.file.name).parent.iterdir()
+    assert sorted(path.name for path in beside) == ["report.txt"]
+
+
+def test_a_document_file_inside_the_stage_folder_is_refused_and_left_alone(live_worker, folders):
+    victim = make_document("victim.txt", PROSE.encode())
+    assert_parsed(parse(victim.id), victim)
+    saved = victim.file.storage.open(text_name(victim)).read()
+    # A document whose file *is* another document's stage output must not be parsed (it would be
+    # read, and its own outputs could be written over another's).
+    intruder = Document(file=text_name(victim))
+    intruder.save()
+    task = parse(intruder.id)
+    assert_failed_at_once(task, "stage outputs")
+    assert victim.file.storage.open(text_name(victim)).read() == saved
+
+
+# --- issue 14 item 4: a timeout stops the stage's thread within a block ------------------------------
+
+def test_a_timed_out_parse_stops_its_extraction_within_a_block(live_worker, folders, monkeypatch):
+    import time
+
+    from easyrag.documents import pipeline
+
+    real_iter_text, real_extract = pipeline.iter_text, pipeline.extract
+    seen = {"blocks": 0}
+
+    def slow_iter_text(*args, **kwargs):  # 50 ms a 64 KiB block: 128 blocks would take 6.4 s
+        for piece in real_iter_text(*args, **kwargs):
+            time.sleep(0.05)
+            seen["blocks"] += 1
+            yield piece
+
+    def watched_extract(*args, **kwargs):
+        try:
+            return real_extract(*args, **kwargs)
+        except BaseException as error:
+            seen["error"] = type(error).__name__
+            raise
+        finally:
+            seen["ended"] = True
+
+    monkeypatch.setattr(pipeline, "iter_text", slow_iter_text)
+    monkeypatch.setattr(pipeline, "extract", watched_extract)
+    document = make_document("spaces.txt", b"start" + b" \n\t " * (2 * 2**20) + b"end")  # 8 MiB
+    task = wait_final(submit_task("DocumentParseTaskHandler", {"document_id": document.id}, timeout=1),
+                      timeout=30)
+    assert task.status is TaskStatus.TIMEOUT, (task.status, task.error)
+    wait_until(lambda: seen.get("ended"), timeout=30, message="the extraction thread to end")
+    assert seen.get("error") == "ParseStoppedError"
+    assert seen["blocks"] < 64, seen  # stopped about a second in, not after the whole file
+    document.refresh_from_db()
+    assert (document.status, document.error) == ("failed", "parse cancelled or timed out")
+
+
+def test_html_over_a_limit_fails_at_once_naming_it(live_worker, folders):
+    depth = 2000
+    document = make_document("deep.html", b"<div>" * depth + b"deep" + b"</div>" * depth)
+    assert_failed_at_once(parse(document.id), "nested deeper than 512", "MAX_HTML_DEPTH")
+    document.refresh_from_db()
+    assert document.status == "failed" and "MAX_HTML_DEPTH" in document.error
+
+
+def test_deleting_a_document_deletes_its_stage_outputs_so_a_reused_id_starts_clean(live_worker, folders):
+    first = Document(id="doc_reused")
+    first.file.save("first.txt", ContentFile(b"The first document's private words."), save=True)
+    assert_parsed(parse(first.id), first)
+    storage = first.file.storage
+    assert storage.exists(text_name(first)) and storage.exists(chunks_name(first))
+    first.delete()
+    assert not storage.exists(text_name(first)) and not storage.exists(chunks_name(first))
+    second = Document(id="doc_reused")
+    second.file.save("second.txt", ContentFile(b"Someone else's document."), save=True)
+    assert_failed_at_once(parse(second.id, resume_from="STORE"), "no chunks saved")
+    assert chunk_texts(second) == []

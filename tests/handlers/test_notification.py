@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ class WebhookServer:
     #: path -> (status, extra headers); unknown paths answer 200.
     routes: dict[str, tuple[int, dict[str, str]]] = field(default_factory=dict)
     requests: list[tuple[str, str, bytes]] = field(default_factory=list)
+    #: the Host header of each request, in order
+    hosts: list[str] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -42,6 +46,7 @@ def start_server() -> WebhookServer:
         def _answer(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             recorder.requests.append((self.command, self.path, body))
+            recorder.hosts.append(self.headers.get("Host", ""))
             status, headers = recorder.routes.get(self.path, (200, {}))
             self.send_response(status)
             for name, value in {**headers, "Content-Length": "0"}.items():
@@ -79,7 +84,7 @@ def notify(task_data: dict, max_retries: int = 3):
 
 
 def test_webhook_posts_the_payload_as_json(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="example.org,127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="example.org,127.0.0.1:*")
     payload = {"event": "parsed", "document_id": "d-1", "chunks": [1, 2]}
     task = notify({"channel": "webhook", "url": webhook.url("/hook"), "payload": payload})
     assert task.status is TaskStatus.COMPLETED, task.error
@@ -89,21 +94,22 @@ def test_webhook_posts_the_payload_as_json(live_worker, env, webhook):
 
 
 def test_allowed_host_names_match_in_any_case(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="LocalHost")
+    # 127.0.0.1 listed too: a name may lead to a non-public address only when that address is allowed.
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="LocalHost:*,127.0.0.1:*")
     task = notify({"channel": "webhook", "url": webhook.url("/h", host="LOCALHOST"), "payload": [1]})
     assert task.result == {"channel": "webhook", "delivered": True, "status_code": 200}, task.error
     assert [(m, p) for m, p, _ in webhook.requests] == [("POST", "/h")]
 
 
 def test_a_host_not_allowed_fails_at_once_without_a_request(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="hooks.example.org,localhost")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="hooks.example.org:*,localhost:*")
     task = notify({"channel": "webhook", "url": webhook.url("/hook"), "payload": {}})
     assert_failed_at_once(task, "url", "'127.0.0.1' is not in ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS")
     assert webhook.requests == []
 
 
 def test_a_redirect_to_an_allowed_host_is_followed_with_the_body(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
     webhook.routes["/old"] = (307, {"Location": "/new"})
     task = notify({"channel": "webhook", "url": webhook.url("/old"), "payload": {"n": 1}})
     assert task.result == {"channel": "webhook", "delivered": True, "status_code": 200}, task.error
@@ -112,7 +118,7 @@ def test_a_redirect_to_an_allowed_host_is_followed_with_the_body(live_worker, en
 
 def test_a_redirect_to_a_host_not_allowed_is_refused_before_any_request(live_worker, env, webhook,
                                                                        other_server):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
     webhook.routes["/hook"] = (302, {"Location": other_server.url("/steal", host="localhost")})
     task = notify({"channel": "webhook", "url": webhook.url("/hook"), "payload": {"secret": 1}})
     assert_failed_at_once(task, "url", "redirect 1", "'localhost' is not in ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS")
@@ -121,7 +127,7 @@ def test_a_redirect_to_a_host_not_allowed_is_refused_before_any_request(live_wor
 
 
 def test_an_error_status_is_retried_by_the_task_policy(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
     webhook.routes["/down"] = (503, {})
     task = notify({"channel": "webhook", "url": webhook.url("/down"), "payload": {}}, max_retries=1)
     assert (task.status, task.retries) == (TaskStatus.FAILED, 1)
@@ -130,23 +136,25 @@ def test_an_error_status_is_retried_by_the_task_policy(live_worker, env, webhook
 
 
 def test_an_unreachable_webhook_is_retried_then_fails(live_worker, env, webhook):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
     url = webhook.url("/hook")
     webhook.server.shutdown()
     webhook.server.server_close()  # nothing listens on the port any more
     task = notify({"channel": "webhook", "url": url, "payload": {}}, max_retries=1)
     assert (task.status, task.retries) == (TaskStatus.FAILED, 1)
-    assert "ConnectError" in task.error
+    assert "was not delivered: no connection, or no complete answer within" in task.error
+    assert "ConnectError" not in task.error and "refused" not in task.error
 
 
 def test_redis_channel_publishes_the_payload_to_subscribers(live_worker, redis_client):
-    channel = f"easyrag-test:notify:{uuid.uuid4()}"
+    name = f"easyrag-test:{uuid.uuid4()}"
+    channel = f"easyrag:notify:{name}"  # the application's prefix, then the task's redis_channel
     subscriber = redis_client.pubsub()
     subscriber.subscribe(channel)
     wait_until(lambda: (m := subscriber.get_message(timeout=0.1)) and m["type"] == "subscribe",
                message="the subscription")
     payload = {"event": "done", "ids": [1, 2]}
-    task = notify({"channel": "redis", "redis_channel": channel, "payload": payload})
+    task = notify({"channel": "redis", "redis_channel": name, "payload": payload})
     assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
     message = wait_until(lambda: subscriber.get_message(timeout=0.1), message="the published message")
     assert (message["channel"], json.loads(message["data"])) == (channel, payload)
@@ -159,7 +167,7 @@ def test_redis_channel_without_subscribers_is_not_delivered(live_worker):
 
 
 def test_bad_task_data_fails_at_once_naming_the_field(live_worker, env):
-    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
     assert_each_fails_at_once("NotificationTaskHandler", [(task_data, [field]) for task_data, field in [
         ({"payload": {}}, "channel"),
         ({"channel": "sms", "payload": {}}, "channel"),
@@ -172,72 +180,152 @@ def test_bad_task_data_fails_at_once_naming_the_field(live_worker, env):
     ]])
 
 
-def refused_channels(redis_test_url: str) -> list[tuple[str, str]]:
-    """(channel, why) for names Celery, kombu or this task layer use; ``/<db>.celery.pidbox`` first."""
+def test_every_redis_channel_is_published_under_the_application_prefix(live_worker, redis_client,
+                                                                        redis_test_url):
+    # Names of Celery's remote control and events among them: task data can no longer reach those.
     db = redis.connection.parse_url(redis_test_url).get("db", 0)
-    prefix = get_config().redis_prefix
-    return [
-        (f"/{db}.celery.pidbox", "contains 'pidbox'"),  # kombu's fanout: Celery's remote control
-        ("celery.pidbox", "contains 'pidbox'"),  # the same without the fanout prefix
-        ("Celery.PIDBOX", "contains 'pidbox'"),
-        ("reply.celery.pidbox", "contains 'pidbox'"),
-        (f"/{db}.celeryev/worker.heartbeat", "contains 'celeryev'"),
-        ("app.celeryev", "contains 'celeryev'"),
-        ("/app/updates", "starts with '/'"),
-        ("_kombu.binding.celery", "starts with '_kombu'"),
-        (f"celery-task-meta-{uuid.uuid4()}", "starts with 'celery-task-meta'"),
-        ("unacked_index", "starts with 'unacked'"),
-        (f"{prefix}:task:{uuid.uuid4()}", f"starts with '{prefix}:'"),
-        (f"{prefix.upper()}:counters", f"starts with '{prefix}:'"),
-    ]
-
-
-def messages_until(subscriber: redis.client.PubSub, channel: str) -> list[dict]:
-    """Every message ``subscriber`` gets, up to and including the first one on ``channel``."""
-    received: list[dict] = []
-
-    def got_channel() -> bool:
-        message = subscriber.get_message(timeout=0.1)
-        if message is not None:
-            received.append(message)
-        return message is not None and message["channel"] == channel
-
-    wait_until(got_channel, message=f"a message on {channel}")
-    return received
-
-
-def test_reserved_redis_channels_are_refused_and_nothing_is_published(live_worker, redis_client,
-                                                                      redis_test_url):
-    cases = refused_channels(redis_test_url)
-    allowed = f"easyrag-test:notify:{uuid.uuid4()}"
+    names = [f"/{db}.celery.pidbox", "celery.pidbox", f"/{db}.celeryev/worker.heartbeat",
+             f"{get_config().redis_prefix}:counters", f"app:{uuid.uuid4()}"]
     subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
-    subscriber.subscribe(*(channel for channel, _ in cases), allowed)
-    # One SUBSCRIBE for all: once the last channel counts its subscriber, every channel does.
-    wait_until(lambda: redis_client.pubsub_numsub(allowed) == [(allowed, 1)], message="the subscriptions")
-    marker = f"must-not-arrive-{uuid.uuid4()}"
-    assert_each_fails_at_once("NotificationTaskHandler", [
-        ({"channel": "redis", "redis_channel": channel, "payload": {"marker": marker, "shutdown": True}},
-         ["redis_channel", repr(channel), why, "reserved for Celery, kombu or this task layer"])
-        for channel, why in cases])
-    # Then a publish on an allowed channel of the same subscriber: Redis delivers in order, so once it
-    # is here, anything published on the refused channels before it would be here too.
-    task = notify({"channel": "redis", "redis_channel": allowed, "payload": {"last": marker}})
-    assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
-    received = messages_until(subscriber, allowed)
-    assert [(m["channel"], json.loads(m["data"])) for m in received] == [(allowed, {"last": marker})]
+    prefixed = [f"easyrag:notify:{name}" for name in names]
+    subscriber.subscribe(*names, *prefixed)
+    wait_until(lambda: redis_client.pubsub_numsub(prefixed[-1]) == [(prefixed[-1], 1)],
+               message="the subscriptions")
+    marker = str(uuid.uuid4())
+    task_ids = [submit_task("NotificationTaskHandler", {"channel": "redis", "redis_channel": name,
+                                                        "payload": {"marker": marker}}) for name in names]
+    for task_id in task_ids:
+        task = wait_final(task_id)
+        assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
+    received = []
+    wait_until(lambda: (m := subscriber.get_message(timeout=0.1)) is not None and received.append(m) is None
+               and len(received) == len(names), message="the published messages")
+    assert sorted(m["channel"] for m in received) == sorted(prefixed)  # nothing on the names themselves
+    assert all(json.loads(m["data"]) == {"marker": marker} for m in received)
     subscriber.close()
 
 
-@pytest.mark.parametrize("name", ["app:notifications", "user/42/events", "celery-results", "unpacked",
-                                  "async_tasks:feed"])
-def test_ordinary_redis_channels_near_the_reserved_names_still_work(live_worker, redis_client, name):
-    assert not name.startswith(get_config().redis_prefix + ":")
-    channel = f"{name}-{uuid.uuid4()}"
-    subscriber = redis_client.pubsub(ignore_subscribe_messages=True)
-    subscriber.subscribe(channel)
-    wait_until(lambda: redis_client.pubsub_numsub(channel) == [(channel, 1)], message="the subscription")
-    task = notify({"channel": "redis", "redis_channel": channel, "payload": {"n": 1}})
-    assert task.result == {"channel": "redis", "delivered": True, "receivers": 1}, task.error
-    message = wait_until(lambda: subscriber.get_message(timeout=0.1), message="the published message")
-    assert (message["channel"], json.loads(message["data"])) == (channel, {"n": 1})
-    subscriber.close()
+# --- the allow-list's ports --------------------------------------------------------------------
+
+def test_a_bare_host_allows_ports_80_and_443_only(live_worker, env, webhook):
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1")
+    task = notify({"channel": "webhook", "url": webhook.url("/hook"), "payload": {}})
+    assert_failed_at_once(task, "url", f"port {webhook.port} of host '127.0.0.1' is not allowed")
+    assert webhook.requests == []
+
+
+def test_host_port_allows_that_port_and_host_star_any(live_worker, env, webhook, other_server):
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{webhook.port}")
+    task = notify({"channel": "webhook", "url": webhook.url("/one"), "payload": {}})
+    assert task.result == {"channel": "webhook", "delivered": True, "status_code": 200}, task.error
+    task = notify({"channel": "webhook", "url": other_server.url("/two"), "payload": {}})
+    assert_failed_at_once(task, "url", f"port {other_server.port} of host '127.0.0.1' is not allowed")
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
+    task = notify({"channel": "webhook", "url": other_server.url("/three"), "payload": {}})
+    assert task.result == {"channel": "webhook", "delivered": True, "status_code": 200}, task.error
+    assert [path for _, path, _ in webhook.requests + other_server.requests] == ["/one", "/three"]
+
+
+def test_a_redirect_to_another_port_of_an_allowed_host_is_refused(live_worker, env, webhook, other_server):
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS=f"127.0.0.1:{webhook.port}")
+    webhook.routes["/hook"] = (307, {"Location": other_server.url("/redis-like")})
+    task = notify({"channel": "webhook", "url": webhook.url("/hook"), "payload": {}})
+    assert_failed_at_once(task, "url", "redirect 1", f"port {other_server.port}")
+    assert other_server.requests == []
+
+
+# --- the resolved address -------------------------------------------------------------------------
+
+def test_a_host_name_leading_to_a_loopback_address_not_listed_is_refused(live_worker, env, webhook):
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="localhost:*")
+    task = notify({"channel": "webhook", "url": webhook.url("/hook", host="localhost"), "payload": {}})
+    assert_failed_at_once(task, "url", "'localhost' resolves to a non-public address")
+    assert webhook.requests == []
+
+
+def test_the_request_goes_to_the_address_that_was_checked(live_worker, env, webhook, monkeypatch):
+    """A name is resolved once, checked, and the connection made to that address (Host header kept):
+    a second resolution that would answer otherwise (DNS rebinding) never happens."""
+    from tasks import notification
+
+    calls: list[str] = []
+
+    async def resolve_once(host: str, port: int) -> list[str]:
+        calls.append(host)
+        return ["127.0.0.1"] if len(calls) == 1 else ["10.66.66.66"]
+
+    monkeypatch.setattr(notification, "resolve", resolve_once, raising=False)
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="rebind.invalid:*,127.0.0.1:*")
+    task = notify({"channel": "webhook", "url": webhook.url("/hook", host="rebind.invalid"), "payload": [1]},
+                  max_retries=0)
+    assert task.result == {"channel": "webhook", "delivered": True, "status_code": 200}, task.error
+    assert calls == ["rebind.invalid"]
+    assert webhook.hosts == [f"rebind.invalid:{webhook.port}"]
+
+
+# --- one deadline, generic errors ---------------------------------------------------------------
+
+@pytest.fixture
+def trickle_server() -> Iterator[int]:
+    """A port whose server answers a status line, then one header byte every 0.2 s, for ever."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve(connection: socket.socket) -> None:
+        with connection:
+            try:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not stop.wait(0.2):
+                    connection.sendall(b"a")
+            except OSError:
+                pass  # the client gave up
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(connection,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield listener.getsockname()[1]
+    stop.set()
+    listener.close()
+
+
+def test_a_trickling_server_is_cut_off_at_the_overall_deadline(live_worker, env, trickle_server,
+                                                               monkeypatch):
+    from tasks import notification
+
+    monkeypatch.setattr(notification, "WEBHOOK_DEADLINE", 1.0, raising=False)
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
+    started = time.monotonic()
+    task = wait_final(submit_task("NotificationTaskHandler", {
+        "channel": "webhook", "url": f"http://127.0.0.1:{trickle_server}/hook", "payload": {}},
+        timeout=6, max_retries=0), timeout=20)
+    assert (task.status, task.retries) == (TaskStatus.FAILED, 0), (task.status, task.error)
+    assert "no complete answer within 1 s" in task.error
+    assert time.monotonic() - started < 5
+
+
+def test_a_closed_port_and_a_silent_server_fail_with_the_same_error(live_worker, env, trickle_server,
+                                                                    monkeypatch):
+    from tasks import notification
+
+    monkeypatch.setattr(notification, "WEBHOOK_DEADLINE", 1.0, raising=False)
+    env(ASYNC_TASK_WEBHOOK_ALLOWED_HOSTS="127.0.0.1:*")
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()  # nothing listens: connection refused
+    errors = []
+    for port in (closed_port, trickle_server):
+        url = f"http://127.0.0.1:{port}/hook"
+        task = wait_final(submit_task("NotificationTaskHandler", {"channel": "webhook", "url": url,
+                                                                  "payload": {}}, timeout=6, max_retries=0),
+                          timeout=20)
+        assert task.status is TaskStatus.FAILED, task.error
+        errors.append(task.error.replace(url, "<url>"))
+    assert errors[0] == errors[1]
+    assert not any(word in errors[0].lower() for word in ("refused", "timeout", "connecterror", "errno"))

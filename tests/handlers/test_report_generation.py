@@ -7,7 +7,7 @@ import io
 import json
 
 from easyrag.task_app.async_task_framework import TaskStatus, submit_task
-from tests.handlers.conftest import assert_each_fails_at_once, wait_final
+from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 
 ROWS = [{"name": "ann", "score": 1.5}, {"name": "bob", "tags": ["x", "y"], "score": 2}]
 
@@ -68,3 +68,35 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_written_as_text(live_
     [line] = list(csv.DictReader(io.StringIO((folders.media / task.result["file"]).read_text())))
     assert line == {"name": '\'=HYPERLINK("http://evil.example","x")', "note": "'+1", "at": "'@SUM(A1)",
                     "n": "-5"}
+
+
+def test_a_csv_past_the_cell_limit_fails_at_once_naming_rows_and_writes_nothing(live_worker, folders):
+    # 1,500 rows with a key each: 1,501 lines x 1,500 columns, 2.25 million cells from ~30 KB of data.
+    rows = [{f"k{i}": 1} for i in range(1500)]
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "rows", "format": "csv", "rows": rows}, max_retries=3))
+    assert_failed_at_once(task, "rows", "cells; the limit is 1000000")
+    assert not (folders.media / "reports").exists()
+
+
+def test_the_report_is_rendered_off_the_event_loop(live_worker, folders, monkeypatch):
+    import asyncio
+
+    from tasks import report_generation
+
+    seen: list[bool] = []
+    render = report_generation.render_csv
+
+    def spy(rows):
+        try:
+            asyncio.get_running_loop()
+            seen.append(True)  # called on the handler's event loop
+        except RuntimeError:
+            seen.append(False)
+        return render(rows)
+
+    monkeypatch.setattr(report_generation, "render_csv", spy)
+    task = wait_final(submit_task("ReportGenerationTaskHandler",
+                                  {"report_type": "rows", "format": "csv", "rows": ROWS}))
+    assert task.status is TaskStatus.COMPLETED, task.error
+    assert seen == [False]

@@ -15,6 +15,7 @@ from tests.support.waiting import wait_until
 
 PROCESSING = f"{KEY}:processing:c1"
 ARGS = ("--redis-key", KEY, "--consumer-name", "c1", "--forward")
+ECHO = ("--forward-types", "EchoTaskHandler")
 WITH_FALLBACK = {"ASYNC_TASK_HANDLER_MODULES": f"{TEST_HANDLER_MODULES},{FALLBACK_MODULE}"}
 FORWARDED = re.compile(r"Forwarded (\S+) task as Celery task (\S+) \((\w+)\)")
 
@@ -43,7 +44,8 @@ def test_forwarded_items_run_on_a_celery_worker_and_refusals_are_dead_lettered(l
         json.dumps({"type": "fast_task", "data": {"n": 1}, "priority": 0}),
         *refused,
     ])
-    command = async_command(*ARGS, "--max-tasks", "5", env=WITH_FALLBACK)
+    command = async_command(*ARGS, "--max-tasks", "5", "--forward-types",
+                            "EchoTaskHandler, EmailSendTaskHandler,LegacyTaskHandler", env=WITH_FALLBACK)
     assert command.wait() == 0, command.stderr()
 
     submitted = forwarded(command.stderr())
@@ -83,7 +85,7 @@ def test_item_stays_held_while_the_broker_queue_is_full_and_goes_back_on_stop(as
     second = json.dumps({"type": "EchoTaskHandler", "data": {"n": 2}})
     push(redis_client, [first, second])
     # No worker, room for one message; one at a time (the facade's bound is check-then-publish).
-    command = async_command(*ARGS, "--grace-period", "0.5", "--max-concurrent", "1",
+    command = async_command(*ARGS, *ECHO, "--grace-period", "0.5", "--max-concurrent", "1",
                             env={"ASYNC_TASK_QUEUE_SIZE": "1"})
     wait_until(lambda: "Broker queue full" in command.stderr(), message="the second submission refused")
     assert redis_client.lrange(PROCESSING, 0, -1) == [second]
@@ -92,6 +94,65 @@ def test_item_stays_held_while_the_broker_queue_is_full_and_goes_back_on_stop(as
     assert redis_client.lrange(KEY, 0, -1) == [second]
     assert redis_client.exists(f"{KEY}:dead", PROCESSING) == 0
     assert len(forwarded(command.stderr())) == 1
+
+
+def letters(redis_client) -> dict[str, str]:
+    """raw -> error of every dead letter."""
+    return {(letter := json.loads(raw))["raw"]: letter["error"]
+            for raw in redis_client.lrange(f"{KEY}:dead", 0, -1)}
+
+
+def not_allowed(legacy_type: str, handler: str, allowed: str = "LegacyTaskHandler") -> str:
+    return (f"TaskTypeNotAllowedError: legacy type {legacy_type!r} is forwarded as {handler}, which "
+            f"--forward-types does not allow (allowed: {allowed})")
+
+
+def test_by_default_only_items_run_as_the_command_would_are_forwarded(async_command, redis_client):
+    """Default --forward-types LegacyTaskHandler: forwarding gives a producer no handler the list did not."""
+    refused = {
+        json.dumps({"type": "EchoTaskHandler", "data": {"x": 1}}):
+            not_allowed("EchoTaskHandler", "EchoTaskHandler"),
+        json.dumps({"type": "email", "data": {"to": "a@b.c", "subject": "s", "body": "b"}}):
+            not_allowed("email", "EmailSendTaskHandler"),
+        json.dumps({"type": "file_process", "data": {"file_path": "x.csv"}}):
+            not_allowed("file_process", "DataProcessTaskHandler"),
+        json.dumps({"type": "FileUploadTaskHandler", "data": {}}):
+            not_allowed("FileUploadTaskHandler", "FileUploadTaskHandler"),
+    }
+    push(redis_client, [*refused, json.dumps({"type": "fast_task", "data": {"n": 1}})])
+    command = async_command(*ARGS, "--max-tasks", "5", env=WITH_FALLBACK)
+    assert command.wait() == 0, command.stderr()
+    assert letters(redis_client) == refused
+    assert {legacy: handler for legacy, (_, handler) in forwarded(command.stderr()).items()} == {
+        "fast_task": "LegacyTaskHandler"}
+    assert redis_client.exists(KEY, PROCESSING) == 0
+
+
+def test_forward_types_from_the_environment(async_command, redis_client):
+    legacy = json.dumps({"type": "fast_task", "data": {}})
+    push(redis_client, [json.dumps({"type": "EchoTaskHandler", "data": {"x": 1}}), legacy])
+    command = async_command(*ARGS, "--max-tasks", "2",
+                            env={**WITH_FALLBACK, "ASYNC_COMMAND_FORWARD_TYPES": "EchoTaskHandler"})
+    assert command.wait() == 0, command.stderr()
+    assert letters(redis_client) == {legacy: not_allowed("fast_task", "LegacyTaskHandler", "EchoTaskHandler")}
+    assert list(forwarded(command.stderr())) == ["EchoTaskHandler"]
+
+
+def test_bad_forward_types_stop_the_command_with_one_line_and_take_nothing(async_command, redis_client):
+    push(redis_client, [json.dumps({"type": "EchoTaskHandler", "data": {}})])
+    for flags, line in (
+        (("--forward", "--forward-types", "EchoTaskHandler,NoSuchTaskHandler"),
+         "CommandError: --forward-types: 'NoSuchTaskHandler' is not a registered task type"),
+        (("--forward", "--forward-types", "email"),
+         "CommandError: --forward-types: 'email' is not a registered task type (a legacy type: "
+         "name its handler, EmailSendTaskHandler)"),
+        (("--forward", "--forward-types", " , "), "CommandError: --forward-types names no task type"),
+        (("--forward-types", "EchoTaskHandler"), "CommandError: --forward-types applies to --forward only"),
+    ):
+        command = async_command("--redis-key", KEY, *flags)
+        assert command.wait() == 1
+        assert command.stderr().strip().splitlines() == [line]
+    assert redis_client.lrange(KEY, 0, -1) == [json.dumps({"type": "EchoTaskHandler", "data": {}})]
 
 
 def test_mapping_table():

@@ -4,10 +4,12 @@ lets a cancel wait for the blocking step in flight before CancelledError reaches
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 
 import pytest
 
+from easyrag.task_app import task_data
 from easyrag.task_app.exceptions import FileAccessError, PermanentTaskError
 from easyrag.task_app.task_data import confined_path, run_step
 
@@ -45,8 +47,8 @@ def test_escapes_are_refused_naming_the_field_and_the_path(roots, value):
     with pytest.raises(FileAccessError) as caught:
         confined_path(value, "data_source")
     message = str(caught.value)
-    assert message.startswith(f"data_source {value!r} resolves to")
-    assert "outside ASYNC_TASK_FILE_ROOTS" in message
+    assert message == f"data_source {value!r} resolves outside ASYNC_TASK_FILE_ROOTS"
+    assert str(roots[0].parent) not in message  # neither the resolved path nor the roots are echoed
     assert caught.value.field == "data_source"
     assert isinstance(caught.value, PermanentTaskError)  # the task fails at once, never retried
 
@@ -60,6 +62,8 @@ def test_a_symlink_pointing_out_is_refused_as_a_symlink(roots):
         with pytest.raises(FileAccessError, match=r"symlink .* outside ASYNC_TASK_FILE_ROOTS") as caught:
             confined_path(value, "path")
         assert str(caught.value).startswith(f"path {value!r} is a symlink")
+        shown = str(caught.value).replace(value, "")
+        assert str(outside) not in shown and str(first) not in shown
 
 
 @pytest.mark.parametrize("value", [None, 3, "", "  ", "a\x00b", ["a"]])
@@ -75,6 +79,40 @@ def test_the_roots_are_read_per_call(tmp_path, env):
     assert confined_path("x", "f") == tmp_path / "two" / "x"
     with pytest.raises(FileAccessError):
         confined_path(str(tmp_path / "one" / "x"), "f")
+
+
+def test_open_confined_reads_a_file_inside_the_roots(roots):
+    first, _, _ = roots
+    (first / "sub").mkdir()
+    (first / "sub" / "in.csv").write_bytes(b"a,b\n")
+    with task_data.open_confined("sub/in.csv", "data_source") as file:
+        assert file.read() == b"a,b\n"
+
+
+def test_open_confined_refuses_a_link_swapped_in_after_the_check(roots, monkeypatch):
+    """check-then-open: the check saw regular files; by the open, a link to a secret is there."""
+    first, _, outside = roots
+    (outside / "secret").write_text("secret")
+    (first / "file-link").symlink_to(outside / "secret")
+    (first / "dir-link").symlink_to(outside, target_is_directory=True)
+    for name in ("file-link", "dir-link/secret"):
+        monkeypatch.setattr(task_data, "confined_path", lambda value, field, name=name: first / name)
+        with pytest.raises(FileAccessError) as caught:
+            task_data.open_confined(name, "source_path")
+        assert caught.value.field == "source_path"
+        assert str(caught.value).startswith(f"source_path {name!r} ")
+        assert str(first) not in str(caught.value) and str(outside) not in str(caught.value)
+
+
+def test_open_confined_refuses_a_directory_a_fifo_and_a_missing_file_without_blocking(roots):
+    first, _, _ = roots
+    (first / "folder").mkdir()
+    os.mkfifo(first / "pipe")  # opening it to read would wait for a writer without O_NONBLOCK
+    for name, problem in [("folder", "is not a file"), ("pipe", "is not a file"),
+                          ("missing.csv", "does not exist"), ("folder/missing/x", "does not exist")]:
+        with pytest.raises(FileAccessError) as caught:
+            task_data.open_confined(name, "data_source")
+        assert str(caught.value) == f"data_source {name!r} {problem}"
 
 
 def test_a_cancelled_step_finishes_before_cancelled_error_is_raised():

@@ -16,7 +16,12 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from easyrag.legacy.consumer import run_consumer
 from easyrag.legacy.errors import LegacyConsumerError
 from easyrag.legacy.handlers import HANDLER_ENV, handler_path_from_env, load_handler
-from easyrag.legacy.options import ConsumerOptions
+from easyrag.legacy.options import (
+    FORWARD_TYPES_ENV,
+    ConsumerOptions,
+    forward_types_from_env,
+    parse_forward_types,
+)
 
 
 def positive_int(text: str) -> int:
@@ -80,6 +85,10 @@ class Command(BaseCommand):
         source.add_argument("--forward", action="store_true",
                             help="submit each item to the Celery task layer (submit_task) instead of "
                                  "running it here")
+        parser.add_argument("--forward-types", default=None, metavar="TYPE,TYPE",
+                            help=f"with --forward: the task types (handler names) items may be submitted "
+                                 f"as; others are dead-lettered (default: ${FORWARD_TYPES_ENV}, else "
+                                 f"LegacyTaskHandler)")
         parser.add_argument("--grace-period", type=seconds, default=30.0,
                             help="after SIGINT/SIGTERM, seconds running items get to finish before they "
                                  "are put back on the list (default: 30)")
@@ -103,11 +112,17 @@ class Command(BaseCommand):
             )
         except ValueError as error:
             raise CommandError(str(error), returncode=1) from None
+        if options["forward_types"] is not None and not options["forward"]:
+            raise CommandError("--forward-types applies to --forward only", returncode=1)
         try:
             if options["forward"]:
-                from easyrag.legacy.forward import make_forwarder
+                from easyrag.legacy.forward import DEFAULT_FORWARD_TYPES, make_forwarder
 
-                handler = make_forwarder()
+                text = options["forward_types"]
+                if text is None:
+                    text = forward_types_from_env()
+                types = DEFAULT_FORWARD_TYPES if text is None else parse_forward_types(text)
+                handler = make_forwarder(types)
             else:
                 handler = load_handler(options["handler"] or handler_path_from_env())
             with asyncio.Runner(loop_factory=loop_factory(options["event_loop"])) as runner:
