@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import sqlite3
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -34,6 +35,7 @@ from easyrag.task_app.async_task_framework import (
     confined_path,
     get_choice,
     get_positive_int,
+    open_beneath,
     register_task_handler,
     run_step,
 )
@@ -206,12 +208,59 @@ class BackupTaskHandler(TaskHandler):
 
 
 def _add_entries(tar: tarfile.TarFile, root: Path, entries: list[tuple[Path, int]]) -> None:
+    """Add ``entries`` (paths under ``root``) without following a link anywhere on their way.
+
+    Each entry is reached from ``root`` one component at a time (``open_beneath``), so a folder
+    swapped for a symlink after the walk listed it is skipped, never followed out of the root; a
+    regular file is archived from the descriptor opened that way (``fstat``, then its bytes).
+    """
     for path, _ in entries:
-        arcname = str(Path(root.name) / path.relative_to(root))
+        parts = path.relative_to(root).parts
+        arcname = str(Path(root.name, *parts))
         try:
-            tar.add(path, arcname=arcname, recursive=False)  # links are stored as links, not followed
-        except FileNotFoundError:  # removed while the backup ran
-            logger.warning("backup: %s vanished before it was archived", path)
+            info, file = _entry(tar, root, parts, arcname)
+        except OSError as error:  # removed, or swapped for a link, while the backup ran
+            logger.warning("backup: %s skipped: %s", arcname, error.strerror or error)
+            continue
+        if info is None:
+            continue
+        try:
+            tar.addfile(info, file)
+        finally:
+            if file is not None:
+                file.close()
+
+
+def _entry(tar: tarfile.TarFile, root: Path, parts: tuple[str, ...],
+           arcname: str) -> tuple[tarfile.TarInfo | None, Any]:
+    """The archive header of one entry, and its open file for a regular file (None to skip it)."""
+    if parts:
+        parent = open_beneath(root, parts[:-1], os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            status = os.stat(parts[-1], dir_fd=parent, follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode):
+                descriptor = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=parent)
+                file = os.fdopen(descriptor, "rb")
+                info = tar.gettarinfo(arcname=arcname, fileobj=file)  # from fstat of the open file
+                if not info.isreg():
+                    file.close()
+                    return None, None
+                return info, file
+            link = os.readlink(parts[-1], dir_fd=parent) if stat.S_ISLNK(status.st_mode) else ""
+        finally:
+            os.close(parent)
+    else:
+        status, link = os.lstat(root), ""
+    info = tarfile.TarInfo(arcname)
+    info.mode, info.mtime = stat.S_IMODE(status.st_mode), int(status.st_mtime)
+    info.uid, info.gid = status.st_uid, status.st_gid
+    if stat.S_ISDIR(status.st_mode):
+        info.type = tarfile.DIRTYPE
+    elif stat.S_ISLNK(status.st_mode):  # stored as a link, never followed
+        info.type, info.linkname = tarfile.SYMTYPE, link
+    else:  # FIFOs, sockets, devices: nothing to back up
+        return None, None
+    return info, None
 
 
 register_task_handler(BackupTaskHandler)

@@ -46,6 +46,7 @@ from easyrag.task_app.task_data import (
     get_field,
     get_positive_int,
     get_text,
+    open_beneath,
     open_confined,
     run_step,
 )
@@ -88,6 +89,7 @@ __all__ = (
     "get_task_stats",
     "get_task_status",
     "get_text",
+    "open_beneath",
     "open_confined",
     "register_task_handler",
     "run_step",

@@ -33,6 +33,7 @@ __all__ = (
     "get_field",
     "get_positive_int",
     "get_text",
+    "open_beneath",
     "open_confined",
     "run_step",
 )
@@ -148,16 +149,8 @@ def open_confined(value: Any, field: str) -> BinaryIO:
     if not parts:
         raise _refused(field, f"{field} {value!r} is not a file")
     try:
-        descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for part in parts[:-1]:
-                inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
-                os.close(descriptor)
-                descriptor = inner
-            # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
-            inner = os.open(parts[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK, dir_fd=descriptor)
-        finally:
-            os.close(descriptor)
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        inner = open_beneath(root, parts, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as error:
         problem = _OPEN_PROBLEMS.get(error.errno, "cannot be read")
         raise _refused(field, f"{field} {value!r} {problem}") from None
@@ -166,6 +159,23 @@ def open_confined(value: Any, field: str) -> BinaryIO:
         raise _refused(field, f"{field} {value!r} is not a file")
     os.set_blocking(inner, True)
     return os.fdopen(inner, "rb")
+
+
+def open_beneath(root: Path, parts: tuple[str, ...], flags: int) -> int:
+    """``os.open`` of ``root/parts`` with ``flags``, walking from ``root`` one component at a time
+    with ``O_NOFOLLOW``: a folder swapped for a symlink after a check is refused (OSError), never
+    followed.  An empty ``parts`` opens ``root`` itself.  Returns the descriptor; blocking."""
+    descriptor = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    if not parts:
+        return descriptor
+    try:
+        for part in parts[:-1]:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=descriptor)
+            os.close(descriptor)
+            descriptor = inner
+        return os.open(parts[-1], flags, dir_fd=descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _refused(field: str, message: str) -> FileAccessError:

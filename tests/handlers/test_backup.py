@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from easyrag.task_app.async_task_framework import TaskStatus, submit_task
-from tasks.backup import pg_dump_command
+from tasks.backup import _add_entries, directory_entries, pg_dump_command
 from tests.handlers.conftest import assert_each_fails_at_once, assert_failed_at_once, wait_final
 
 
@@ -161,3 +161,26 @@ def test_the_default_backup_folder_is_backups_in_the_project_outside_media_root(
     ignored = subprocess.run(["git", "check-ignore", "-q", str(BASE_DIR / "backups" / "x.tar.gz")],
                              cwd=BASE_DIR, check=False)
     assert ignored.returncode == 0, "backups/ must be ignored by git"
+
+
+def test_a_folder_swapped_for_a_symlink_after_the_walk_is_skipped_not_followed(tmp_path):
+    """The race of issue 14 item 9: the walk lists docs/deep/notes.txt, then docs is replaced by a
+    link to a folder outside the root holding a file of the same name; the archive never gets it."""
+    site = make_site(tmp_path / "root")
+    secret = tmp_path / "outside" / "deep"
+    secret.mkdir(parents=True)
+    (secret / "notes.txt").write_text("secret outside the root")
+    entries = directory_entries(site, tmp_path / "backups")
+    (site / "docs" / "deep" / "notes.txt").unlink()
+    (site / "docs" / "deep").rmdir()
+    (site / "docs").rmdir()
+    (site / "docs").symlink_to(tmp_path / "outside")  # the swap, after the walk
+    target = tmp_path / "out.tar"
+    with tarfile.open(target, "w") as tar:
+        _add_entries(tar, site, entries)
+    with tarfile.open(target) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+        contents = [tar.extractfile(m).read() for m in members.values() if m.isreg()]
+    assert "site/docs/deep/notes.txt" not in members
+    assert all(b"secret" not in content for content in contents)
+    assert members["site/index.html"].isreg() and members["site/latest"].issym()
