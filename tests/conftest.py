@@ -53,11 +53,43 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.private_redis)
 
 
+#: Seconds the interpreter may take to exit once pytest is done (a framework worker's warm stop
+#: at exit takes up to 60 s).
+EXIT_GRACE_S = 180
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _session["exitstatus"] = int(exitstatus)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _watch_the_exit(_session.get("exitstatus", 1))
     if "client" not in _session:
         return
     delete_keys(_session["client"])  # the database was empty and claimed: everything in it is ours
     _restore_environment(_session["saved"])
+
+
+def _watch_the_exit(exitstatus: int) -> None:
+    """Once the run is over, the process must end: if something (a thread left running, an
+    ``atexit`` hook) holds it past EXIT_GRACE_S, print every thread's stack and the children still
+    alive, then end it with the run's own status.  A CI run was once held here for its whole
+    time limit after every test had passed, with nothing on its output to say why."""
+    import faulthandler
+    import sys
+    import threading
+
+    def watch() -> None:
+        threading.Event().wait(EXIT_GRACE_S)
+        print(f"\n[conftest] the tests are done but this process has not exited after {EXIT_GRACE_S} s; "
+              "its threads and children follow, then it exits with the run's status", file=sys.stderr,
+              flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os.system(f"ps -o pid,ppid,etime,args --ppid {os.getpid()} >&2")
+        sys.stderr.flush()
+        os._exit(exitstatus)
+
+    threading.Thread(target=watch, name="exit-watchdog", daemon=True).start()
 
 
 def _restore_environment(saved: dict[str, str | None]) -> None:
