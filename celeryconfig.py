@@ -9,7 +9,10 @@ from easyrag.config import load_or_exit
 _config = load_or_exit()
 
 broker_url = _config.redis.url
-result_backend = _config.redis.url
+# A guarded task's record is its result (one copy): Celery's Redis backend reading the records
+# (easyrag/task_app/result_backend.py); other tasks keep Celery's celery-task-meta-<id>.
+# ("class+url" is Celery's form for a backend class with a URL.)
+result_backend = f"easyrag.task_app.result_backend:RecordBackend+{_config.redis.url}"
 broker_connection_retry_on_startup = True
 
 # JSON only: a pickle payload on a shared broker would let anyone who can write to Redis run code.

@@ -88,6 +88,7 @@ def running(process: subprocess.Popen) -> Iterator[subprocess.Popen]:
 def throughput_round(variant: str, env: dict[str, str], client: redis.Redis, tasks: int) -> dict:
     """Submit ``tasks`` no-ops in a child process, then drain them with a fresh -c 2 worker."""
     client.flushdb()
+    memory = client.info("memory")["used_memory"]
     code = f"""
 import time
 from bench.noop_app import submit
@@ -117,6 +118,7 @@ print(time.perf_counter() - started)
         count = commands(client) - count - polls - 3  # minus this loop's own GETs and INFOs
         span = float(client.get("bench:noop:last")) - float(client.get("bench:noop:first"))
     per_task = drained or 1
+    kept = finished_task_keys(client, variant)
     return {
         "submit_per_s": tasks / float(submitted.stdout.split()[-1]),
         "drain_per_s": (tasks - 1) / span,
@@ -124,7 +126,24 @@ print(time.perf_counter() - started)
         "drain_commands_per_task": count / per_task,
         "worker_cpu_ms_per_task": 1000 * cpu / per_task,
         "redis_cpu_ms_per_task": 1000 * server_cpu / per_task,
+        # what Redis keeps per finished task (the worker stopped, every message acknowledged)
+        "bytes_per_finished_task": (client.info("memory")["used_memory"] - memory) / tasks,
+        "keys_per_finished_task": kept["keys"] / tasks,
+        "result_bytes_mean": kept["value_bytes_mean"],
     }
+
+
+#: The keys a finished task leaves, per variant: Celery's result, or the record (and a guard).
+TASK_KEYS = {"raw": ("celery-task-meta-*",), "facade": ("async_task:task:*", "async_task:guard:*")}
+
+
+def finished_task_keys(client: redis.Redis, variant: str) -> dict[str, float]:
+    """How many per-task keys the run left, and the mean size of its first pattern's values."""
+    found = {pattern: list(client.scan_iter(pattern, count=1000)) for pattern in TASK_KEYS[variant]}
+    values = found[TASK_KEYS[variant][0]][:200]
+    sizes = [client.strlen(key) for key in values]
+    return {"keys": sum(len(names) for names in found.values()),
+            "value_bytes_mean": statistics.mean(sizes) if sizes else 0.0}
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -232,7 +251,8 @@ def main() -> int:
     medians = {variant: {metric: statistics.median(run[metric] for run in runs[variant])
                          for metric in runs[variant][0]} for variant in VARIANTS}
     ratios = {metric: medians["facade"][metric] / medians["raw"][metric]
-              for metric in ("submit_per_s", "drain_per_s")}
+              for metric in ("submit_per_s", "drain_per_s", "submit_commands_per_task",
+                             "drain_commands_per_task", "worker_cpu_ms_per_task", "bytes_per_finished_task")}
     print(f"\n{'':<8} {'submit/s':>9} {'drain/s':>8} {'cmds/submit':>12} {'cmds/task':>10} "
           f"{'worker ms/task':>15} {'redis ms/task':>14} {'latency p50/p95 ms':>19}")
     for variant in VARIANTS:
@@ -241,7 +261,17 @@ def main() -> int:
               f"{m['submit_commands_per_task']:>12.1f} {m['drain_commands_per_task']:>10.1f} "
               f"{m['worker_cpu_ms_per_task']:>15.2f} {m['redis_cpu_ms_per_task']:>14.3f} "
               f"{lat['p50_ms']:>9.2f}/{lat['p95_ms']:.2f}")
-    print(f"{'ratio':<8} {ratios['submit_per_s']:>9.2f} {ratios['drain_per_s']:>8.2f}   (facade / raw)")
+    print(f"{'ratio':<8} {ratios['submit_per_s']:>9.2f} {ratios['drain_per_s']:>8.2f} "
+          f"{ratios['submit_commands_per_task']:>12.2f} {ratios['drain_commands_per_task']:>10.2f} "
+          f"{ratios['worker_cpu_ms_per_task']:>15.2f}   (facade / raw)")
+    for variant in VARIANTS:
+        m = medians[variant]
+        print(f"{variant:<8} per finished task: {m['bytes_per_finished_task']:.0f} bytes of Redis memory, "
+              f"{m['keys_per_finished_task']:.2f} keys; its stored result/record: "
+              f"{m['result_bytes_mean']:.0f} bytes")
+    facade = medians["facade"]
+    print(f"facade memory per finished task / (1.2 x record + 100): "
+          f"{facade['bytes_per_finished_task'] / (1.2 * facade['result_bytes_mean'] + 100):.2f}")
     print(f"get_task_stats() with {stats['workers']} workers: p50 {stats['p50_ms']:.2f} ms, "
           f"p95 {stats['p95_ms']:.2f} ms, max {stats['max_ms']:.2f} ms "
           f"(every call heard from at least {stats['fewest_workers_heard']})")

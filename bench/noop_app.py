@@ -29,6 +29,8 @@ elif VARIANT in ("project", "guarded", "raw"):
     app = Celery("bench")
     app.config_from_object("celeryconfig")
     app.conf.imports = ()
+    # Celery's own Redis result backend: raw Celery, as it stores results without this project
+    app.conf.result_backend = get_config().redis.url
 else:
     app = Celery("bench")
     url = get_config().redis.url

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "common.redis_utils", "task_app.exceptions", "settings"),
     ("task_app.lock", "task_app.keys", "task_app.scripts", "task_app.queues", "task_app.records"),
-    ("task_app.cancellation", "task_app.runner", "task_app.lifeline", "task_app.nodes"),
+    ("task_app.cancellation", "task_app.runner", "task_app.lifeline", "task_app.nodes", "task_app.submission",
+     "task_app.result_backend"),
     ("task_app.base_task", "task_app.interruptions"),
     ("task_app.task_handlers", "task_app.task_data"),
     ("task_app.validation", "task_app.stats", "task_app.owners", "task_app.framework", "task_app.throttling"),

@@ -17,11 +17,13 @@ from celery import current_app
 
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
-from easyrag.task_app import keys, queues
+from easyrag.task_app import keys
 from easyrag.task_app.base_task import USER_ID_HEADER
 from easyrag.task_app.cancellation import request_cancel
 from easyrag.task_app.exceptions import (
     FileAccessError,
+    IdempotencyConflictError,
+    InvalidIdempotencyKeyError,
     InvalidPriorityError,
     InvalidRetriesError,
     InvalidTaskDataError,
@@ -57,12 +59,14 @@ from easyrag.task_app.task_handlers import (
     ensure_handlers_loaded,
     register_task_handler,
 )
-from easyrag.task_app.validation import validate_submission
+from easyrag.task_app.validation import fingerprint, validate_submission
 
 __all__ = (
     "REQUIRED",
     "DistributedLock",
     "FileAccessError",
+    "IdempotencyConflictError",
+    "InvalidIdempotencyKeyError",
     "InvalidPriorityError",
     "InvalidRetriesError",
     "InvalidTaskDataError",
@@ -101,24 +105,43 @@ logger = logging.getLogger("EasyRAG.task_app.async_task_framework")
 
 
 def submit_task(task_type: str, task_data: dict[str, Any], priority: int = TaskPriority.NORMAL,
-                timeout: float | None = None, max_retries: int | None = None, user_id: Any = None) -> str:
+                timeout: float | None = None, max_retries: int | None = None, user_id: Any = None,
+                idempotency_key: str | None = None) -> str:
     """Queue a task for its handler and return its id at once.
 
-    Raises a TaskValidationError subclass naming the bad field (nothing queued or recorded) or
-    QueueFullError.  Round trips: 1 (queue lengths) + the publish + 1 (PENDING record).
+    Raises a TaskValidationError subclass naming the bad field, or QueueFullError; either way
+    nothing is queued or recorded.  With an ``idempotency_key``, a repeat by the same ``user_id``
+    for the same ``task_type`` returns the first task's id and queues nothing (a different request
+    under the key raises IdempotencyConflictError).  One Redis round trip (submission.py).
     """
+    return submit_or_find(task_type, task_data, priority, timeout, max_retries, user_id, idempotency_key)[0]
+
+
+def submit_or_find(task_type: str, task_data: dict[str, Any], priority: int = TaskPriority.NORMAL,
+                   timeout: float | None = None, max_retries: int | None = None, user_id: Any = None,
+                   idempotency_key: str | None = None) -> tuple[str, bool]:
+    """submit_task, also saying whether this call created the task (False: the idempotency key's
+    first task was returned).  The REST API answers 201 or 200 from it."""
     ensure_handlers_loaded()
-    validate_submission(task_type, task_data, priority, timeout, max_retries)
-    client = get_redis_instance()
+    validate_submission(task_type, task_data, priority, timeout, max_retries, idempotency_key)
     framework = get_task_framework()
-    queues.ensure_room(client, framework.queue_size if framework.running else get_config().queue_size)
     headers = {USER_ID_HEADER: user_id, TIMEOUT_HEADER: timeout, MAX_RETRIES_HEADER: max_retries}
     result = current_app.tasks[task_type].apply_async(
         kwargs=task_data, priority=int(priority),
         headers={name: value for name, value in headers.items() if value is not None},
+        queue_bound=framework.queue_size if framework.running else get_config().queue_size,
+        idempotency_key=idempotency_key or "",
+        fingerprint=fingerprint(task_data, priority, timeout, max_retries) if idempotency_key else "",
+        waiter=False,
     )
-    logger.info("task %s (%s): submitted with priority %s", result.id, task_type, TaskPriority(priority).name)
-    return result.id
+    created = not getattr(result, "repeated_key", False)
+    if created:
+        logger.info("task %s (%s): submitted with priority %s", result.id, task_type,
+                    TaskPriority(priority).name)
+    else:
+        logger.info("task %s (%s): idempotency key seen before; its first task is returned", result.id,
+                    task_type)
+    return result.id, created
 
 
 def get_task_status(task_id: str) -> Task | None:

@@ -35,12 +35,15 @@ shutdown) are handled in ``interruptions.py``.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
 import traceback
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -48,11 +51,14 @@ import redis
 from celery import Task
 from celery.exceptions import Ignore, Reject, Retry, SoftTimeLimitExceeded
 from celery.signals import worker_init
+from celery.worker.request import Request
 
 from easyrag.common.redis_utils import durability_warnings, get_redis_instance
 from easyrag.config import get_config
-from easyrag.task_app import keys, scripts
+from easyrag.task_app import keys, scripts, submission
 from easyrag.task_app.exceptions import (
+    IdempotencyConflictError,
+    QueueFullError,
     ResultNotJSONError,
     TaskCancelledError,
     TaskCrashLoopError,
@@ -120,23 +126,70 @@ def _expiry_epoch(expires: Any) -> float | None:
     return expires.timestamp()
 
 
+@dataclass(eq=False)
+class Run:
+    """One claimed execution of a guarded task: what CLAIM granted, its RUNNING record, the
+    renewal that keeps its lock, and what FINISH recorded."""
+
+    task_id: str
+    claim: scripts.Claim
+    record: TaskRecord
+    renewal: Renewal | None = None
+    outcome: scripts.Finish | None = None
+
+    async def report_progress(self, percent: int, message: str) -> None:
+        """Record ``percent`` and ``message``: one PROGRESS round trip sending only the record's
+        tail, fenced by this claim (a run that lost its claim writes nothing)."""
+        self.record.progress, self.record.message = percent, message  # FINISH keeps the last ones
+        written = await asyncio.to_thread(scripts.progress, get_redis_instance(), self.task_id,
+                                          self.claim.lock_value, self.record.progress_tail())
+        if not written:
+            logger.warning("task %s: progress not recorded: this run lost its claim", self.task_id)
+
+
+class GuardedRequest(Request):
+    """Celery's worker request, for guarded tasks.
+
+    Celery acknowledges a delivery whose pool process was lost once the task's SUCCESS is stored,
+    instead of requeueing it.  A guarded task's record says COMPLETED from its FINISH on, before
+    Celery publishes the next link of its chain: a process lost in between would take the link
+    with it.  A chain link's delivery is therefore requeued like any other whose process was lost;
+    the redelivery meets the COMPLETED task and passes its recorded result on (``__call__``).
+    """
+
+    def _success_was_stored(self) -> Any:
+        _, _, embed = self._payload
+        if embed.get("chain") and not embed.get("chord"):
+            return False
+        return super()._success_was_stored()
+
+
 class GuardedTask(Task):
     """Celery base task: claim → run → finish, once per task id (see the module docstring)."""
 
+    Request = GuardedRequest
+
     #: Renew the lock this many times per lock TTL (at least once a second: cancel latency).
     renewals_per_ttl = 3
+    #: The record is this task's result: RecordBackend stores nothing else for it.
+    keeps_a_record = True
 
     def apply_async(self, args: Any = None, kwargs: Any = None, task_id: str | None = None,
                     producer: Any = None, link: Any = None, link_error: Any = None, shadow: Any = None,
                     **options: Any) -> Any:
-        """Record the task PENDING (one round trip), then publish it; a failed publish takes the
-        record back.  Retries and deferrals re-publish a known id and skip the record.
+        """Queue a new task and record it PENDING in one atomic round trip (submission.py).
 
-        Record first: a worker may claim the message the moment it is published, and CLAIM must
-        then find the guard (a guarded message with no guard is one whose record expired).
+        Extra options: ``queue_bound`` (QueueFullError when that many messages wait in the queue's
+        lists), ``idempotency_key`` with ``fingerprint`` (a repeat returns the first task's result,
+        another request under the key raises IdempotencyConflictError), ``waiter=False`` (the
+        caller will not wait on the result: no pub/sub subscription).  Retries and deferrals
+        re-publish a known id: the message only, with Celery's own producer.
         """
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(CREATED_AT_HEADER, now_iso())
+        queue_bound = options.pop("queue_bound", 0)
+        idempotency_key, fingerprint = options.pop("idempotency_key", ""), options.pop("fingerprint", "")
+        waiter = options.pop("waiter", True)
         # expires=None overrides a class-level Task.expires too: Celery must never drop our copies.
         expires = _expiry_epoch(options.pop("expires", None) or self.expires)
         if expires is not None and DEFER_HEADER not in headers:  # a deferral's task has started
@@ -146,31 +199,37 @@ class GuardedTask(Task):
                                        link_error=link_error, shadow=shadow, headers=headers, **options)
         task_id = task_id or str(uuid.uuid4())
         headers[GUARDED_HEADER] = 1
-        token = None
-        if not options.get("retries") and DEFER_HEADER not in headers:
-            token = scripts.new_token()
-        try:
-            if token is not None:
-                self._submit(task_id, args or (), kwargs or {}, options, headers, token)
-            return super().apply_async(args, kwargs, task_id=task_id, producer=producer, link=link,
-                                       link_error=link_error, shadow=shadow, headers=headers,
-                                       expires=None, **options)
-        except BaseException:
-            if token is not None:  # nothing published: take the record back (a no-op if none)
-                with contextlib.suppress(redis.RedisError):
-                    scripts.unsubmit(get_redis_instance(), task_id, token, headers.get(USER_ID_HEADER))
-            raise
-
-    def _submit(self, task_id: str, args: Any, kwargs: dict, options: dict, headers: dict,
-                token: str) -> None:
-        """Write the PENDING record and guard (SUBMIT, one round trip)."""
+        publish = functools.partial(super().apply_async, args, kwargs, task_id=task_id, link=link,
+                                    link_error=link_error, shadow=shadow, headers=headers, expires=None)
+        if options.get("retries") or DEFER_HEADER in headers:
+            return publish(producer=producer, **options)
         record = TaskRecord(
-            task_id=task_id, task_type=self.name, task_data=self.task_data_of(args, kwargs),
+            task_id=task_id, task_type=self.name, task_data=self.task_data_of(args or (), kwargs or {}),
             priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
             created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
         )
-        scripts.submit(get_redis_instance(), task_id, record.to_json(), get_config().result_ttl, token,
-                       record.user_id, time.time())
+        key = keys.idempotency_key(self.name, record.user_id, idempotency_key) if idempotency_key else ""
+        new_task = scripts.Submission(task_id, record.to_json(), record.user_id, time.time(), queue_bound,
+                                      key, fingerprint)
+        connection = options.pop("connection", None)
+        with submission.submitting(new_task, waiter) as pending:
+            # Our producer, whatever the caller passed (a group's, a batch's): only its channel
+            # queues and records in one step.  A ``connection=`` names the broker to use.
+            result = publish(producer=submission.producer(self.app, connection), **options)
+        if pending.outcome is scripts.Submitted.FULL:
+            raise QueueFullError(f"{queue_bound} tasks are already waiting in the broker "
+                                 f"(ASYNC_TASK_QUEUE_SIZE = {queue_bound}); try again later")
+        if pending.outcome is scripts.Submitted.CONFLICT:
+            raise IdempotencyConflictError(
+                f"idempotency_key was first used for task {pending.detail} with another request; "
+                "use a new key for a new request", task_id=pending.detail)
+        if pending.outcome is scripts.Submitted.SAME:
+            first = self.AsyncResult(pending.detail)
+            first.repeated_key = True  # the idempotency key's first task, not a new one
+            return first
+        if pending.outcome is None:  # cannot happen with the submit producer; never pass it silently
+            raise RuntimeError(f"task {task_id} was published without its record")
+        return result
 
     def task_data_of(self, args: Any, kwargs: dict) -> dict:
         """The record's ``task_data`` for a call with these arguments."""
@@ -182,19 +241,20 @@ class GuardedTask(Task):
             return self.run(*args, **kwargs)  # not a broker delivery: nothing to guard
         defer_token = uuid.uuid4().hex
         claim, running = self._claim(args, kwargs, defer_token)
-        if claim.outcome == "OK":
-            return self._run_claimed(claim, running, args, kwargs)
+        if claim.outcome is scripts.ClaimOutcome.OK:
+            return self._run_claimed(Run(request.id, claim, running), args, kwargs)
         task_id = request.id
-        if claim.outcome == "BUSY":
+        if claim.outcome is scripts.ClaimOutcome.BUSY:
             self._defer(claim, defer_token)
-        elif claim.outcome == "DONE" and claim.state == TaskStatus.COMPLETED and self._in_a_chain():
+        elif (claim.outcome is scripts.ClaimOutcome.DONE and claim.state == TaskStatus.COMPLETED
+              and self._in_a_chain()):
             logger.info("task %s (%s): already COMPLETED; passing its result on to its chain again",
                         task_id, self.name)
             # Chain links have fixed task ids, so a link published twice still runs once; link=
             # callbacks get a new id each time they are sent: those are not sent again.
             request.callbacks = None
             return self._recorded_result()
-        elif claim.outcome == "EXPIRED":
+        elif claim.outcome is scripts.ClaimOutcome.EXPIRED:
             logger.info("task %s (%s): expired before it started; CANCELLED", task_id, self.name)
         else:
             logger.info("task %s (%s): %s; this delivery is dropped", task_id, self.name, {
@@ -229,81 +289,88 @@ class GuardedTask(Task):
             logger.warning("task %s (%s): could not claim (%s); the message goes back to the queue",
                            request.id, self.name, error)
             raise Reject(error, requeue=True) from error
-        if claim.outcome == "OK" and claim.retries != running.retries:
+        if claim.outcome is scripts.ClaimOutcome.OK and claim.retries != running.retries:
             # A crashed retry's copy of an earlier attempt: the guard's count of attempts wins.
             request.retries = running.retries = claim.retries
             scripts.write(get_redis_instance(), request.id, claim.lock_value, running.to_json())
         return claim, running
 
-    def _run_claimed(self, claim: scripts.Claim, running: TaskRecord, args: tuple, kwargs: dict) -> Any:
+    def _run_claimed(self, run: Run, args: tuple, kwargs: dict) -> Any:
         config = get_config()
-        task_id = self.request.id
+        task_id, claim = run.task_id, run.claim
         if claim.crashes >= config.max_crashes:
             error = TaskCrashLoopError(
                 f"task {task_id} killed its worker {claim.crashes} times "
                 f"(ASYNC_TASK_MAX_CRASHES = {config.max_crashes}); not run again")
             logger.error("task %s (%s): %s", task_id, self.name, error)
-            self._finish(claim, running, TaskStatus.FAILED, error=str(error))
+            self._finish(run, TaskStatus.FAILED, error=str(error))
             raise error
         if claim.cancel_requested:  # cancelled while its last holder was dying
-            self._finish(claim, running, TaskStatus.CANCELLED)
+            self._finish(run, TaskStatus.CANCELLED)
             raise Ignore()
         if claim.crashes:
             logger.warning("task %s (%s): running again after %s crashed execution(s)",
                            task_id, self.name, claim.crashes)
         renewer = get_renewer(get_redis_instance(), min(1.0, config.lock_timeout / self.renewals_per_ttl))
-        renewal = Renewal(
-            task_id, [keys.task_lock_key(task_id), keys.guard_key(task_id), self._unacked_index_key()],
-            claim.lock_value, int(config.lock_timeout * 1000),
+        run.renewal = Renewal(
+            task_id, self._unacked_index_key(), claim.lock_value, int(config.lock_timeout * 1000),
             delivery_tag=str((self.request.properties or {}).get("delivery_tag") or ""),
         )
-        # What run() may need: handler tasks report progress and cancel through these.
-        self.request.easyrag_claim, self.request.easyrag_record = claim, running
-        self.request.easyrag_renewal = renewal
-        with renewer.keep_alive(renewal):  # renewed until FINISH is written, retries included
+        self.request.easyrag_run = run  # current_run(): the one thing a task body may need
+        with renewer.keep_alive(run.renewal):  # renewed until FINISH is written, retries included
             try:
-                return self._run_and_finish(claim, running, args, kwargs)
+                return self._run_and_finish(run, args, kwargs)
             except SoftTimeLimitExceeded:
                 # Raised into this thread by a signal: it can land after the body returned, in the
                 # result check or in FINISH itself (a re-sent FINISH answers as the first did).
-                if getattr(self.request, "easyrag_outcome", None) is None:
-                    self._finish(claim, running, TaskStatus.TIMEOUT, error="exceeded its soft time limit")
+                if run.outcome is None:
+                    self._finish(run, TaskStatus.TIMEOUT, error="exceeded its soft time limit")
                 raise
 
-    def _run_and_finish(self, claim: scripts.Claim, running: TaskRecord, args: tuple, kwargs: dict) -> Any:
+    def execute(self, run: Run, args: tuple, kwargs: dict) -> Any:
+        """The claimed body's one hook: Celery's ``run`` by default; handler tasks run their
+        handler with ``run`` (its record, its progress writes, its renewal's cancel)."""
+        return self.run(*args, **kwargs)
+
+    def current_run(self) -> Run | None:
+        """The claimed execution this worker thread is running, or None outside one (a direct call,
+        eager mode)."""
+        return getattr(self.request, "easyrag_run", None)
+
+    def _run_and_finish(self, run: Run, args: tuple, kwargs: dict) -> Any:
         """Run the body and FINISH with its outcome; every way out of the body ends in a FINISH."""
         try:
-            result = self.run(*args, **kwargs)
+            result = self.execute(run, args, kwargs)
         except Retry:
-            self._finish(claim, running, TaskStatus.RETRYING)
+            self._finish(run, TaskStatus.RETRYING)
             raise
         except TaskReleasedError:
-            if self._finish(claim, running, TaskStatus.PENDING) is scripts.Finish.RECORDED:
+            if self._finish(run, TaskStatus.PENDING) is scripts.Finish.RECORDED:
                 raise Reject("released by a worker shutting down", requeue=True) from None
             raise Ignore() from None
         except TaskCancelledError:
-            self._finish(claim, running, TaskStatus.CANCELLED)
+            self._finish(run, TaskStatus.CANCELLED)
             raise Ignore() from None
         except (TaskTimeoutError, SoftTimeLimitExceeded) as exc:
             error = str(exc) if isinstance(exc, TaskTimeoutError) else "exceeded its soft time limit"
-            self._finish(claim, running, TaskStatus.TIMEOUT, error=error)
+            self._finish(run, TaskStatus.TIMEOUT, error=error)
             raise
         except Exception as exc:
-            self._finish(claim, running, TaskStatus.FAILED,
+            self._finish(run, TaskStatus.FAILED,
                          error="".join(traceback.format_exception_only(exc)).strip())
             raise
         try:
             result = json_result(result)
         except ResultNotJSONError as error:
             logger.error("task %s (%s): %s", self.request.id, self.name, error)
-            self._finish(claim, running, TaskStatus.FAILED, error=str(error))
+            self._finish(run, TaskStatus.FAILED, error=str(error))
             raise
-        if self._finish(claim, running, TaskStatus.COMPLETED, result=result) is scripts.Finish.FENCED_OUT:
+        if self._finish(run, TaskStatus.COMPLETED, result=result) is scripts.Finish.FENCED_OUT:
             raise Ignore()  # another holder took over: its outcome is the one recorded
         return result
 
-    def _finish(self, claim: scripts.Claim, running: TaskRecord, status: TaskStatus,
-                result: Any = None, error: str | None = None) -> scripts.Finish:
+    def _finish(self, run: Run, status: TaskStatus, result: Any = None, error: str | None = None
+                ) -> scripts.Finish:
         """Record the outcome and release the lock in one round trip.
 
         Safe to re-send, so a Redis that does not answer is retried for at least FINISH_RETRY_S
@@ -311,7 +378,7 @@ class GuardedTask(Task):
         queue (Reject), never acknowledged with the task left RUNNING.
         """
         config = get_config()
-        task_id = self.request.id
+        task_id, claim, running = run.task_id, run.claim, run.record
         live = status in (TaskStatus.RETRYING, TaskStatus.PENDING)
         record = running.replace(
             status=status, result=result, error=error,
@@ -340,7 +407,9 @@ class GuardedTask(Task):
                 logger.warning("task %s (%s): recording %s failed (%s); trying again", task_id,
                                self.name, status.value, failure)
                 time.sleep(1.0)
-        self.request.easyrag_outcome = outcome
+        run.outcome = outcome
+        if run.renewal is not None:  # the claim ended here: a renewal already in flight means nothing
+            run.renewal.active = False
         if outcome is scripts.Finish.RECORDED_CANCELLED:
             logger.info("task %s (%s): cancelled while %s; not run again", task_id, self.name,
                         "failing" if status is TaskStatus.RETRYING else "being given back")

@@ -5,7 +5,8 @@
     TaskFrameworkError                       base of everything we raise on purpose
     ├── TaskValidationError (ValueError)     a submission refused; nothing queued or recorded
     │   ├── UnknownTaskTypeError  InvalidPriorityError  InvalidTaskDataError
-    │   └── TaskDataTooLargeError  InvalidTimeoutError  InvalidRetriesError
+    │   ├── TaskDataTooLargeError  InvalidTimeoutError  InvalidRetriesError
+    │   └── InvalidIdempotencyKeyError  IdempotencyConflictError (the key's first task: ``.task_id``)
     ├── QueueFullError                       queue_size waiting tasks already
     ├── LockError                            could not acquire / not the holder
     ├── PermanentTaskError                   raised by a handler: fail now, never retried
@@ -14,6 +15,7 @@
     │   ├── TaskCrashLoopError               its executions kept killing their worker
     │   └── ResultNotJSONError               the handler returned something JSON cannot hold
     ├── WebhookError                         a webhook unreachable or answering an error: retried
+    ├── TaskFailedError                      AsyncResult.get() of a task that ended FAILED
     ├── TaskTimeoutError                     the handler overran its timeout: final TIMEOUT
     ├── TaskCancelledError                   cancel_task() stopped it: final CANCELLED
     └── TaskReleasedError                    its worker shut down: back to PENDING, not a crash
@@ -62,6 +64,20 @@ class InvalidRetriesError(TaskValidationError):
     """max_retries is not an integer >= 0."""
 
 
+class InvalidIdempotencyKeyError(TaskValidationError):
+    """The idempotency key is not a non-empty string of at most 200 characters."""
+
+
+class IdempotencyConflictError(TaskValidationError):
+    """The idempotency key was used before, by this user for this task type, for another request.
+
+    ``task_id`` is the task the key names."""
+
+    def __init__(self, message: str, task_id: str | None = None) -> None:
+        super().__init__(message, "idempotency_key")
+        self.task_id = task_id
+
+
 class QueueFullError(TaskFrameworkError):
     """ASYNC_TASK_QUEUE_SIZE tasks are already waiting in the broker."""
 
@@ -84,6 +100,10 @@ class TaskCrashLoopError(PermanentTaskError):
 
 class ResultNotJSONError(PermanentTaskError):
     """The task's return value cannot be stored as JSON (e.g. a dict with tuple keys); it ends FAILED."""
+
+
+class TaskFailedError(TaskFrameworkError):
+    """Celery's result API on a guarded task that ended FAILED: the message is the record's error."""
 
 
 class TaskTimeoutError(TaskFrameworkError):

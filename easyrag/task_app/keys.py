@@ -6,19 +6,29 @@ P = ASYNC_TASK_REDIS_PREFIX (``async_task``).
 key                        type    content
 =========================  ======  ==============================================================
 ``P:task:{id}``            string  the task record, JSON (records.py); expires result_ttl
-``P:guard:{id}``           hash    the guard's truth: state, fence, crashes, cancel, release, owner,
-                                   retries, and the tokens of the last SUBMIT/FINISH/CANCEL call
+``P:guard:{id}``           hash    a live task's guard: state, fence, crashes, cancel, release, owner,
+                                   retries, idem, and the tokens of the last SUBMIT/FINISH/CANCEL
+                                   call; deleted when the task ends (its record says so then)
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
-``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout
+``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout;
+                                   crashes (crashed executions, cumulative)
 ``P:owner:{user_id}``       zset    ids of the tasks submitted with this user_id, by creation time
 ``P:api_live:{user_id}``    zset    a non-staff API user's places under the live-task limit
+``P:idem:{type}:{user}:{h}``  string  an idempotency key's first task: ``"<task id> <fingerprint>"``;
+                                   h = sha256 of the key; expires with that task's record
 ``P:nodes``                 set     names of worker nodes that registered (nodes.py)
 ``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
 =========================  ======  ==============================================================
+
+A guarded task writes no ``celery-task-meta-{id}``: Celery's result API reads the record
+(result_backend.py).  Its final state is published on that name as a pub/sub channel, which is
+how ``AsyncResult.get()`` wakes.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from easyrag.config import get_config
 from easyrag.task_app.lock import lock_key
@@ -71,3 +81,21 @@ def owner_index_key(user_id: object) -> str:
 def api_live_key(user_id: object) -> str:
     """The places one non-staff API user holds (a sorted set: reservations and task ids, by time)."""
     return f"{_prefix()}:api_live:{user_id}"
+
+
+def idempotency_key(task_type: str, user_id: object, key: str) -> str:
+    """Where an idempotency key of ``task_type`` and ``user_id`` names its first task."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    return f"{_prefix()}:idem:{task_type}:{'' if user_id is None else user_id}:{digest}"
+
+
+def result_channel(task_id: str) -> str:
+    """The pub/sub channel Celery's result consumer listens on for ``task_id`` (its Redis backend's
+    result key name, global key prefix included); '' when the result backend is not a key-value one."""
+    from celery import current_app  # the app's backend knows its prefixes
+
+    key_for_task = getattr(current_app.backend, "get_key_for_task", None)
+    if key_for_task is None:
+        return ""
+    key = key_for_task(task_id)
+    return key.decode() if isinstance(key, bytes) else key

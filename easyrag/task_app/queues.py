@@ -1,10 +1,12 @@
-"""What waits in the broker: kombu's per-priority lists on Redis, their lengths, the queue_size bound."""
+"""What waits in the broker: kombu's per-priority lists on Redis and their lengths.
+
+The queue_size bound is checked inside the submit step (scripts.SUBMIT), not here.
+"""
 
 from __future__ import annotations
 
 import redis
 
-from easyrag.task_app.exceptions import QueueFullError
 from easyrag.task_app.records import TaskPriority
 
 #: The default queue and kombu's list per priority step (celeryconfig: steps 0-3, sep ":").
@@ -23,13 +25,3 @@ def queue_sizes(client: redis.Redis) -> dict[str, int]:
             pipe.llen(priority_list(priority))
         lengths = pipe.execute()
     return {priority.name: length for priority, length in zip(TaskPriority, lengths, strict=True)}
-
-
-def ensure_room(client: redis.Redis, queue_size: int) -> None:
-    """Raise QueueFullError when ``queue_size`` messages wait already (0 = unbounded).
-
-    Check-then-publish: concurrent submitters can overshoot the bound by at most their number.
-    """
-    if queue_size and sum(queue_sizes(client).values()) >= queue_size:
-        raise QueueFullError(f"{queue_size} tasks are already waiting in the broker "
-                             f"(ASYNC_TASK_QUEUE_SIZE = {queue_size}); try again later")

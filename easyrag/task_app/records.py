@@ -76,8 +76,9 @@ class TaskRecord:
     def to_dict(self) -> dict[str, Any]:
         """The record's fields as stored: status as its string, priority as its int.
 
-        ``progress`` and ``message`` come last: a progress write replaces only that tail
-        (scripts.PROGRESS), never re-sending task_data or the rest of the record.
+        ``task_id`` and ``status`` come first (scripts.RECORDED_STATE reads them), ``progress`` and
+        ``message`` last: a progress write replaces only that tail (scripts.PROGRESS), never
+        re-sending task_data or the rest of the record.
         """
         # Not dataclasses.asdict: it deep-copies task_data and result, twice per task.
         values = {name: getattr(self, name) for name in _FIELD_NAMES}
@@ -105,8 +106,11 @@ class TaskRecord:
         return dataclasses.replace(self, **changes)
 
 
-#: Field order of the stored JSON: progress and message last (see TaskRecord.to_dict).
-_FIELD_NAMES = (*(f.name for f in dataclasses.fields(TaskRecord) if f.name not in ("progress", "message")),
+#: Field order of the stored JSON: task_id and status first (the guard's scripts read a final
+#: record's status there without decoding task_data), progress and message last (see to_dict).
+_FIELD_NAMES = ("task_id", "status",
+                *(f.name for f in dataclasses.fields(TaskRecord)
+                  if f.name not in ("task_id", "status", "progress", "message")),
                 "progress", "message")
 #: Where the record's progress tail starts: the last occurrence in the JSON is always ours, since
 #: everything after it is a number and a JSON string (whose quotes are escaped).

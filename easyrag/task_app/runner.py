@@ -35,7 +35,7 @@ class Renewal:
     """One running task's claim, as the renewal thread sees it."""
 
     task_id: str
-    keys: list[str]
+    unacked_index: str  # kombu's unacked index, whose entry of this task's message RENEW refreshes
     lock_value: str
     lock_ttl_ms: int
     delivery_tag: str
@@ -46,17 +46,17 @@ class Renewal:
     release_requested: bool = False
     active: bool = True
 
-    def apply(self, reply: int) -> None:
-        """Act on a RENEW reply: 1 renewed, 2 cancel requested, 3 release requested, -1 fenced out."""
+    def apply(self, reply: scripts.Renewed) -> None:
+        """Act on what RENEW found."""
         if not self.active or self.lost:
             return
-        if reply == -1:
+        if reply is scripts.Renewed.FENCED_OUT:
             self.lost = True
             logger.warning("task %s: lock lost to another holder; this run's outcome will not be "
                            "recorded", self.task_id)
-        elif reply == 2 and not self.cancel_requested:
+        elif reply is scripts.Renewed.CANCEL_REQUESTED and not self.cancel_requested:
             self.cancel_requested = True
-        elif reply == 3 and not self.release_requested:
+        elif reply is scripts.Renewed.RELEASE_REQUESTED and not self.release_requested:
             self.release_requested = True
             logger.info("task %s: its worker is shutting down; giving the task back", self.task_id)
         else:
@@ -103,7 +103,8 @@ class LockRenewer:
                 continue
             try:
                 replies = scripts.renew_many(self.client, [
-                    (r.keys, r.lock_value, r.lock_ttl_ms, r.delivery_tag) for r in active
+                    scripts.Renewing(r.task_id, r.lock_value, r.lock_ttl_ms, r.delivery_tag, r.unacked_index)
+                    for r in active
                 ], now=time.time())
             except redis.RedisError as error:
                 # Redis away: keep trying; a lock that lapsed with nobody taking over is

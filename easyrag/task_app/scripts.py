@@ -1,29 +1,35 @@
 """Our Lua: each state change of a guarded task is one script, so one round trip.
 
-The scripts span the lock and the record (and kombu's unacked index), which is why they are ours
-and not redis-py's Lock scripts.  Every key arrives through KEYS and the clock through ARGV.
-Scripts are registered once (redis-py then uses EVALSHA and reloads on NOSCRIPT) and always called
-with an explicit ``client=``.  Each has one Python function below that builds its keys from the
-task id and turns its reply into a named outcome.
+The scripts span the lock, the record, kombu's lists and unacked index, which is why they are ours
+and not redis-py's Lock scripts.  Every key arrives through KEYS and the clock through ARGV, but
+one: a task's idempotency key is named in its guard, and the step that ends the task gives it the
+record's TTL.  Scripts are registered once (redis-py then uses EVALSHA and reloads on NOSCRIPT) and
+always called with an explicit ``client=``.  Each has one Python function below that builds its
+keys from the task id and turns its reply into a named outcome.
 
 The lock's value is ``"<fence>:<owner>"``: ``fence`` is the guard's claim counter, so a holder
 whose lock expired and was taken over carries an older fence, and every write it attempts fails
 the fence check (a fencing token, as in Kleppmann's "How to do distributed locking").
 
-**Safe to run twice.**  redis-py re-sends a command whose reply was lost (a dropped connection, a
-Redis restart), so every script that changes state carries a per-call token and answers a re-send
-as it answered the first time: CLAIM's token is its owner string (unique per delivery), FINISH's
-the lock value of the claim it ends with the state it records, CANCEL and SUBMIT take a random
-one.  RENEW and WRITE are idempotent as they are.
+**One key per finished task.**  A live task has its record and its guard (a small hash), neither
+expiring however long the task waits or runs.  The step that ends it (FINISH, CANCEL, or CLAIM
+finding it expired) writes the final record with ``result_ttl`` and deletes the guard: from then
+on the record alone says the task is final.  CLAIM meeting a message whose guard is gone reads
+the record: there, the task is DONE; gone too, and the message carries ``easyrag_guarded`` (set
+when SUBMIT wrote the guard together with the message), the task finished so long ago that its
+record expired (GONE); otherwise it is a message published the plain Celery way, first seen.
 
-A live task's guard and record never expire (however long it waits in the broker or runs): only
-the final states set ``result_ttl`` on them.  A message carries the header ``easyrag_guarded``
-only when GuardedTask.apply_async wrote its guard before publishing it, so CLAIM meeting such a
-message with no guard knows the task finished and its record expired.
+**Safe to run twice.**  redis-py re-sends a command whose reply was lost (a dropped connection, a
+Redis restart), so every script that changes state answers a re-send as it answered the first
+time: CLAIM's token is its owner string (unique per delivery), FINISH's the lock value of the
+claim it ends with the state it records, CANCEL and SUBMIT take a random one.  A step that ended
+the task finds its answer in the final record, which is exactly the one it wrote.  RENEW and
+WRITE are idempotent as they are.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import uuid
 from dataclasses import dataclass
@@ -32,12 +38,43 @@ import redis
 from redis.commands.core import Script
 
 from easyrag.task_app import keys
+from easyrag.task_app.records import FINAL_STATUSES, TaskStatus
 
-TERMINAL = "s == 'COMPLETED' or s == 'FAILED' or s == 'CANCELLED' or s == 'TIMEOUT'"
+#: Counter field of each state a task can move into: the stats' one hash, no scans.
+COUNTER_OF_STATE = {
+    TaskStatus.PENDING: "pending", TaskStatus.RETRYING: "pending", TaskStatus.COMPLETED: "completed",
+    TaskStatus.FAILED: "failed", TaskStatus.CANCELLED: "cancelled", TaskStatus.TIMEOUT: "timeout",
+}
 
-# Counter field of each state a task can move into, for the stats (one hash, no scans).
-COUNTERS = """local COUNTER = {PENDING = 'pending', RETRYING = 'pending', COMPLETED = 'completed',
-                 FAILED = 'failed', CANCELLED = 'cancelled', TIMEOUT = 'timeout'}
+# Lua fragments generated from the Python constants, so the two can never disagree.
+TERMINAL = " or ".join(f"s == '{state.value}'" for state in sorted(FINAL_STATUSES))
+COUNTERS = ("local COUNTER = {"
+            + ", ".join(f"{state.value} = '{name}'" for state, name in COUNTER_OF_STATE.items()) + "}\n")
+# A final state ends the guard: the final record (written with its TTL by the caller) is then the
+# task's one key.  The task's idempotency key gets the record's TTL, and Celery's result consumers
+# wake: the record is published on the task's result channel, which RecordBackend
+# (result_backend.py) decodes as Celery's result meta.
+ENDED = """local function ended(guard, ttl, channel, record)
+  local idem = redis.call('HGET', guard, 'idem')
+  if idem then
+    redis.call('EXPIRE', idem, ttl)
+  end
+  redis.call('DEL', guard)
+  if channel ~= '' then
+    redis.call('PUBLISH', channel, record)
+  end
+end
+"""
+# With no guard, a task's record is final (a live task always has its guard).  Its status follows
+# its task_id at the start of the JSON (records.py), so it is read without decoding task_data.
+RECORDED_STATE = """local function recorded_state(key)
+  local record = redis.call('GET', key)
+  if not record then
+    return nil, nil
+  end
+  local state = string.match(record, '^{"task_id":"[^"]*","status":"(%u+)"')
+  return state or cjson.decode(record)['status'], record
+end
 """
 
 CLAIM = f"""
@@ -47,14 +84,16 @@ CLAIM = f"""
 -- ARGV[1] owner, unique per delivery (also this call's token)         ARGV[2] lock ttl (ms)
 -- ARGV[3] RUNNING record JSON                     ARGV[4] deferral token this message carries ('')
 -- ARGV[5] a fresh deferral token                  ARGV[6] defer marker ttl (ms)
--- ARGV[7] the message's retries                   ARGV[8] '1': its guard was written before publish
+-- ARGV[7] the message's retries                   ARGV[8] '1': its guard was written with its message
 -- ARGV[9] now (epoch s)   ARGV[10] must start before (epoch s, '' = no expiry)
 -- ARGV[11] CANCELLED record JSON for an expired start ('')            ARGV[12] record ttl (s)
+-- ARGV[13] the task's result channel ('': publish nothing)
 -- returns {{'OK', lock value, crashes, cancel flag, retries}} claimed ·
 --   {{'BUSY', pttl ms, 'DEFER'|'DROP'}} a live holder runs it: DEFER = this message must re-publish
 --   itself, DROP = a live deferral exists · {{'DONE', state}} finished or cancelled ·
 --   {{'GONE'}} finished so long ago that its record expired · {{'STALE'}} a copy of an attempt
 --   before the current retry · {{'EXPIRED'}} never started, and now past its expiry: CANCELLED
+{ENDED}{RECORDED_STATE}
 local guard = redis.call('HMGET', KEYS[1], 'state', 'crashes', 'cancel', 'owner', 'retries', 'fence')
 local s = guard[1]
 if s == 'RUNNING' and guard[4] == ARGV[1] then  -- a re-send of this very claim: answer it again
@@ -62,11 +101,20 @@ if s == 'RUNNING' and guard[4] == ARGV[1] then  -- a re-send of this very claim:
   redis.call('SET', KEYS[2], value, 'PX', ARGV[2])
   return {{'OK', value, tonumber(guard[2] or '0'), guard[3] or '0', tonumber(guard[5] or '0')}}
 end
-if {TERMINAL} then
+if {TERMINAL} then  -- a final guard kept by an earlier version
   return {{'DONE', s}}
 end
-if (not s) and ARGV[8] == '1' then
-  return {{'GONE'}}
+if not s then
+  local final, record = recorded_state(KEYS[3])
+  if final then
+    if ARGV[11] ~= '' and record == ARGV[11] then
+      return {{'EXPIRED'}}  -- a re-send of this very claim, which found it expired
+    end
+    return {{'DONE', final}}
+  end
+  if ARGV[8] == '1' then
+    return {{'GONE'}}
+  end
 end
 local retries = tonumber(guard[5] or '0')
 local message_retries = tonumber(ARGV[7])
@@ -86,8 +134,6 @@ if s == 'RETRYING' and message_retries < retries then
 end
 -- expires bounds the start: a task that never ran (fence 0) may expire, a started one never does
 if ((not s) or guard[6] == '0') and ARGV[10] ~= '' and tonumber(ARGV[9]) > tonumber(ARGV[10]) then
-  redis.call('HSET', KEYS[1], 'state', 'CANCELLED')
-  redis.call('EXPIRE', KEYS[1], ARGV[12])
   redis.call('SET', KEYS[3], ARGV[11], 'EX', ARGV[12])
   if s then
     redis.call('HINCRBY', KEYS[5], 'pending', -1)
@@ -95,11 +141,13 @@ if ((not s) or guard[6] == '0') and ARGV[10] ~= '' and tonumber(ARGV[9]) > tonum
     redis.call('HINCRBY', KEYS[5], 'total', 1)
   end
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  ended(KEYS[1], ARGV[12], ARGV[13], ARGV[11])
   return {{'EXPIRED'}}
 end
 local crashes = tonumber(guard[2] or '0')
 if s == 'RUNNING' then  -- RUNNING and no lock: the last holder died without recording an outcome
   crashes = redis.call('HINCRBY', KEYS[1], 'crashes', 1)
+  redis.call('HINCRBY', KEYS[5], 'crashes', 1)  -- crashed executions, cluster-wide (metrics)
 elseif not s then  -- published the plain Celery way (send_task): first seen here
   redis.call('HINCRBY', KEYS[5], 'total', 1)
   redis.call('HINCRBY', KEYS[5], 'running', 1)
@@ -159,14 +207,27 @@ FINISH = f"""
 -- ARGV[4] record ttl (s)
 -- ARGV[5] for RETRYING or PENDING: the CANCELLED record JSON to write instead if a cancel was
 --   requested ('')        ARGV[6] for RETRYING: the retries of the next attempt
+-- ARGV[7] the task's result channel, published to on a final state ('': none)
 -- returns 1 recorded · 2 recorded CANCELLED instead (a cancel was requested) · 0 fenced out
 --   (another holder claimed since, or not RUNNING): nothing written
+-- A re-send finds its own answer: a live state's in the guard (done_by), a final state's in the
+-- record itself (the guard is gone, and the stored record is exactly the one this call wrote).
 -- New states: RETRYING (a retry message is already published), PENDING (released by a worker
 -- shutting down; its message goes back to the queue), or a final state.
-{COUNTERS}local guard = redis.call('HMGET', KEYS[1], 'state', 'fence', 'done_by', 'done_reply')
+{COUNTERS}{ENDED}local guard = redis.call('HMGET', KEYS[1], 'state', 'fence', 'done_by', 'done_reply')
 local call = ARGV[1] .. '|' .. ARGV[2]
 if guard[3] == call then  -- a re-send of this very finish: answer it again
   return tonumber(guard[4])
+end
+if not guard[1] then
+  local record = redis.call('GET', KEYS[3])
+  if record == ARGV[3] then
+    return 1
+  end
+  if ARGV[5] ~= '' and record == ARGV[5] then
+    return 2
+  end
+  return 0
 end
 local fence = tonumber(string.match(ARGV[1], '^(%d+):'))
 -- RUNNING too: after this holder released for a retry its fence is still current until the
@@ -179,18 +240,18 @@ if (state == 'RETRYING' or state == 'PENDING') and ARGV[5] ~= ''
     and redis.call('HGET', KEYS[1], 'cancel') == '1' then
   state, record, outcome = 'CANCELLED', ARGV[5], 2  -- cancelled meanwhile: no retry, no requeue
 end
-redis.call('HSET', KEYS[1], 'state', state, 'done_by', call, 'done_reply', outcome)
-redis.call('HDEL', KEYS[1], 'owner', 'release')
 redis.call('HINCRBY', KEYS[4], 'running', -1)
 redis.call('HINCRBY', KEYS[4], COUNTER[state], 1)
 if state == 'RETRYING' or state == 'PENDING' then  -- still live: no expiry
+  redis.call('HSET', KEYS[1], 'state', state, 'done_by', call, 'done_reply', outcome)
+  redis.call('HDEL', KEYS[1], 'owner', 'release')
   if state == 'RETRYING' then
     redis.call('HSET', KEYS[1], 'retries', ARGV[6])
   end
   redis.call('SET', KEYS[3], record)
 else
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('SET', KEYS[3], record, 'EX', ARGV[4])
+  ended(KEYS[1], ARGV[4], ARGV[7], record)
 end
 if redis.call('GET', KEYS[2]) == ARGV[1] then
   redis.call('DEL', KEYS[2])
@@ -242,49 +303,62 @@ return 1
 """
 
 SUBMIT = """
--- submit: record a task PENDING before its message is published
+-- submit: a task in one atomic step: the queue bound, the idempotency key, the broker message
+-- (built by kombu, pushed here: submission.py) and the PENDING record with its counters and index
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
--- KEYS[4] (optional) the owner's index: a sorted set of task ids by creation time
+-- KEYS[4] the broker list the message goes onto   KEYS[5] the owner's index (a sorted set)
+-- KEYS[6] the idempotency key                     KEYS[7..] the queue's lists, for the bound
 -- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
 -- ARGV[3] task id         ARGV[4] created (epoch s)  ARGV[5] drop index entries created before
--- ARGV[6] this call's token
--- returns 1 recorded (or a re-send of this call) · 0 the id is known already (a re-publish)
+-- ARGV[6] this call's token                       ARGV[7] the message, as kombu serialised it
+-- ARGV[8] queue bound (0: none)                   ARGV[9] '1': index the task under its owner
+-- ARGV[10] the request's fingerprint for the idempotency key ('': no key)
+-- returns {'NEW'} queued and recorded (or a re-send of this call) · {'KNOWN'} queued, the id
+--   was recorded before (a re-publish: its guard decides) · {'SAME', id} the key's first task:
+--   nothing queued · {'CONFLICT', id} the key was used for another request: nothing queued ·
+--   {'FULL', waiting} the bound is reached: nothing queued
 local guard = redis.call('HMGET', KEYS[1], 'state', 'submitted_by')
 if guard[2] == ARGV[6] then
-  return 1
+  return {'NEW'}
 end
-if guard[1] then
-  return 0
+if ARGV[10] ~= '' then
+  local first = redis.call('GET', KEYS[6])
+  if first then
+    local id, fingerprint = string.match(first, '^(%S+) (%S+)$')
+    if fingerprint == ARGV[10] then
+      return {'SAME', id}
+    end
+    return {'CONFLICT', id}
+  end
 end
-if KEYS[4] then
-  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. ARGV[5])
-  redis.call('EXPIRE', KEYS[4], ARGV[2])
+local bound = tonumber(ARGV[8])
+if bound > 0 then
+  local waiting = 0
+  for i = 7, #KEYS do
+    waiting = waiting + redis.call('LLEN', KEYS[i])
+  end
+  if waiting >= bound then
+    return {'FULL', waiting}
+  end
+end
+redis.call('LPUSH', KEYS[4], ARGV[7])
+if guard[1] or redis.call('EXISTS', KEYS[2]) == 1 then  -- live, or final (its guard is gone)
+  return {'KNOWN'}
+end
+if ARGV[9] == '1' then
+  redis.call('ZADD', KEYS[5], ARGV[4], ARGV[3])
+  redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', '(' .. ARGV[5])
+  redis.call('EXPIRE', KEYS[5], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'fence', 0, 'submitted_by', ARGV[6])
+if ARGV[10] ~= '' then  -- no expiry while the task lives: it ends with the record (ENDED)
+  redis.call('SET', KEYS[6], ARGV[3] .. ' ' .. ARGV[10])
+  redis.call('HSET', KEYS[1], 'idem', KEYS[6])
+end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'total', 1)
 redis.call('HINCRBY', KEYS[3], 'pending', 1)
-return 1
-"""
-
-UNSUBMIT = """
--- unsubmit: take back a submission whose publish failed, unless a worker got to it already
--- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
--- KEYS[4] (optional) the owner's index
--- ARGV[1] the SUBMIT call's token                 ARGV[2] task id
--- returns 1 taken back · 0 not ours, or no longer PENDING
-local guard = redis.call('HMGET', KEYS[1], 'state', 'submitted_by', 'fence')
-if guard[2] ~= ARGV[1] or guard[1] ~= 'PENDING' or guard[3] ~= '0' then
-  return 0
-end
-redis.call('DEL', KEYS[1], KEYS[2])
-redis.call('HINCRBY', KEYS[3], 'total', -1)
-redis.call('HINCRBY', KEYS[3], 'pending', -1)
-if KEYS[4] then
-  redis.call('ZREM', KEYS[4], ARGV[2])
-end
-return 1
+return {'NEW'}
 """
 
 CANCEL = f"""
@@ -294,18 +368,24 @@ CANCEL = f"""
 -- ARGV[3] this call's token                       ARGV[4] final state: CANCELLED, TIMEOUT, FAILED
 -- ARGV[5] owner prefix ('node:') of a holder known to be dead (Celery killed it: terminate, hard
 --   time limit), or '' when the holder may be alive
+-- ARGV[6] the task's result channel ('': publish nothing)
 -- returns 1 ended now · 2 running: its holder will cancel it · 0 already final · -1 unknown
 -- A waiting task, and a running one whose holder is dead (its lock expired, or ARGV[5] names it),
--- ends at once: atomic against CLAIM, so it can never race a start.
-{COUNTERS}local guard = redis.call('HMGET', KEYS[1], 'state', 'cancelled_by', 'cancel_reply', 'owner')
+-- ends at once: atomic against CLAIM, so it can never race a start.  A re-send finds its answer in
+-- the guard (ASKED) or, once the task ended, in the record: exactly the one this call wrote.
+{COUNTERS}{ENDED}local guard = redis.call('HMGET', KEYS[1], 'state', 'cancelled_by', 'cancel_reply', 'owner')
 if guard[2] == ARGV[3] then  -- a re-send of this very call: answer it again
   return tonumber(guard[3])
 end
 local s = guard[1]
 if not s then
-  return -1
+  local record = redis.call('GET', KEYS[2])
+  if not record then
+    return -1
+  end
+  return record == ARGV[1] and 1 or 0
 end
-if {TERMINAL} then
+if {TERMINAL} then  -- a final guard kept by an earlier version
   return 0
 end
 local reply = 1
@@ -316,18 +396,15 @@ if s == 'RUNNING' then
     reply = 2
   end
 end
-redis.call('HSET', KEYS[1], 'cancelled_by', ARGV[3], 'cancel_reply', reply)
 if reply == 2 then
-  redis.call('HSET', KEYS[1], 'cancel', '1')
+  redis.call('HSET', KEYS[1], 'cancel', '1', 'cancelled_by', ARGV[3], 'cancel_reply', 2)
   return 2
 end
-redis.call('HSET', KEYS[1], 'state', ARGV[4])
-redis.call('HDEL', KEYS[1], 'owner', 'release')
-redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', KEYS[4])
 redis.call('HINCRBY', KEYS[3], s == 'RUNNING' and 'running' or 'pending', -1)
 redis.call('HINCRBY', KEYS[3], COUNTER[ARGV[4]], 1)
+ended(KEYS[1], ARGV[2], ARGV[6], ARGV[1])
 return 1
 """
 
@@ -373,11 +450,22 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+class ClaimOutcome(enum.StrEnum):
+    """What CLAIM decided for a delivery (see CLAIM's header)."""
+
+    OK = "OK"  # claimed: run it
+    BUSY = "BUSY"  # a live holder runs it
+    DONE = "DONE"  # finished or cancelled
+    GONE = "GONE"  # finished so long ago that its record expired
+    STALE = "STALE"  # a copy of an attempt before the current retry
+    EXPIRED = "EXPIRED"  # never started, past its expiry: CANCELLED now
+
+
 @dataclass(frozen=True)
 class Claim:
     """What CLAIM decided for one delivery."""
 
-    outcome: str  # "OK", "BUSY", "DONE", "GONE", "STALE" or "EXPIRED" (see CLAIM's header)
+    outcome: ClaimOutcome
     lock_value: str = ""
     crashes: int = 0
     cancel_requested: bool = False
@@ -397,33 +485,54 @@ def claim(client: redis.Redis, task_id: str, owner: str, lock_ttl_ms: int, runni
               keys.defer_key(task_id), keys.counters_key()],
         args=[owner, lock_ttl_ms, running_json, carried_defer_token, new_defer_token, defer_ttl_ms,
               retries, "1" if guarded_publish else "", repr(now), "" if expires is None else repr(expires),
-              expired_json, record_ttl],
+              expired_json, record_ttl, keys.result_channel(task_id)],
         client=client)
-    outcome = _text(reply[0])
-    if outcome == "DONE":
-        return Claim("DONE", state=_text(reply[1]))
-    if outcome == "BUSY":
-        return Claim("BUSY", lock_ttl_ms=int(reply[1]), must_defer=_text(reply[2]) == "DEFER")
-    if outcome == "OK":
-        return Claim("OK", lock_value=_text(reply[1]), crashes=int(reply[2]),
+    outcome = ClaimOutcome(_text(reply[0]))
+    if outcome is ClaimOutcome.DONE:
+        return Claim(outcome, state=_text(reply[1]))
+    if outcome is ClaimOutcome.BUSY:
+        return Claim(outcome, lock_ttl_ms=int(reply[1]), must_defer=_text(reply[2]) == "DEFER")
+    if outcome is ClaimOutcome.OK:
+        return Claim(outcome, lock_value=_text(reply[1]), crashes=int(reply[2]),
                      cancel_requested=_text(reply[3]) == "1", retries=int(reply[4]))
     return Claim(outcome)
 
 
-def renew(client: redis.Redis, keys_: list[str], lock_value: str, lock_ttl_ms: int, delivery_tag: str,
-          now: float) -> int:
-    """Run RENEW (one round trip): 1 renewed, 2 and cancel requested, 3 and release requested,
-    -1 fenced out."""
-    return renew_many(client, [(keys_, lock_value, lock_ttl_ms, delivery_tag)], now)[0]
+class Renewed(enum.IntEnum):
+    """What RENEW found (see its header)."""
+
+    RENEWED = 1
+    CANCEL_REQUESTED = 2  # renewed; cancel_task asked the run to stop
+    RELEASE_REQUESTED = 3  # renewed; its worker is shutting down: give the task back
+    FENCED_OUT = -1  # another holder claimed since, or the task ended: stop, write nothing
 
 
-def renew_many(client: redis.Redis, claims: list[tuple[list[str], str, int, str]], now: float) -> list[int]:
-    """RENEW each (keys, lock value, lock ttl ms, delivery tag) in one pipelined round trip."""
+@dataclass(frozen=True)
+class Renewing:
+    """One running claim for RENEW: the task, its lock value, and its message's kombu entry."""
+
+    task_id: str
+    lock_value: str
+    lock_ttl_ms: int
+    delivery_tag: str  # '' for none
+    unacked_index: str  # kombu's unacked index key (its global key prefix included)
+
+
+def renew(client: redis.Redis, claim: Renewing, now: float) -> Renewed:
+    """Run RENEW for one claim (one round trip)."""
+    return renew_many(client, [claim], now)[0]
+
+
+def renew_many(client: redis.Redis, claims: list[Renewing], now: float) -> list[Renewed]:
+    """RENEW each claim in one pipelined round trip."""
     script = _script(client, RENEW)
     with client.pipeline(transaction=False) as pipe:
-        for keys_, lock_value, lock_ttl_ms, delivery_tag in claims:
-            script(keys=keys_, client=pipe, args=[lock_value, lock_ttl_ms, delivery_tag, repr(now)])
-        return [int(reply) for reply in pipe.execute()]
+        for claim in claims:
+            renew_keys = [keys.task_lock_key(claim.task_id), keys.guard_key(claim.task_id),
+                          claim.unacked_index]
+            script(keys=renew_keys, args=[claim.lock_value, claim.lock_ttl_ms, claim.delivery_tag, repr(now)],
+                   client=pipe)
+        return [Renewed(int(reply)) for reply in pipe.execute()]
 
 
 class Finish(enum.Enum):
@@ -440,7 +549,8 @@ def finish(client: redis.Redis, task_id: str, lock_value: str, state: str, recor
     reply = _script(client, FINISH)(
         keys=[keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
               keys.counters_key()],
-        args=[lock_value, state, record_json, record_ttl, cancelled_json, next_retries], client=client)
+        args=[lock_value, state, record_json, record_ttl, cancelled_json, next_retries,
+              keys.result_channel(task_id)], client=client)
     return Finish(int(reply))
 
 
@@ -456,26 +566,45 @@ def progress(client: redis.Redis, task_id: str, lock_value: str, tail_json: str)
                                          args=[lock_value, tail_json], client=client)) == 1
 
 
-def _submit_keys(task_id: str, user_id: object) -> list[str]:
-    task_keys = [keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key()]
-    if user_id is not None:  # the owner's list of tasks (the REST API's GET /api/tasks/)
-        task_keys.append(keys.owner_index_key(user_id))
-    return task_keys
+class Submitted(enum.StrEnum):
+    """What SUBMIT did (see its header)."""
+
+    NEW = "NEW"  # queued and recorded PENDING
+    KNOWN = "KNOWN"  # queued; the id was recorded before (a re-publish: its guard decides)
+    SAME = "SAME"  # the idempotency key's first task: nothing queued
+    CONFLICT = "CONFLICT"  # the idempotency key belongs to another request: nothing queued
+    FULL = "FULL"  # the queue bound is reached: nothing queued
 
 
-def submit(client: redis.Redis, task_id: str, pending_json: str, record_ttl: int, token: str,
-           user_id: object = None, created: float = 0.0) -> bool:
-    """Run SUBMIT (one round trip): True when the PENDING record was written by this call (a
-    re-send answers True again), False when the id was known already.  With a ``user_id`` the
-    task goes into the owner's index, whose entries older than the record TTL are dropped."""
-    args = [pending_json, record_ttl, task_id, repr(created), repr(created - record_ttl), token]
-    return bool(_script(client, SUBMIT)(keys=_submit_keys(task_id, user_id), args=args, client=client))
+@dataclass(frozen=True)
+class Submission:
+    """A new task for SUBMIT: its PENDING record and what the step checks before queueing it."""
+
+    task_id: str
+    pending_json: str
+    user_id: object = None
+    created: float = 0.0
+    queue_bound: int = 0
+    idempotency_key: str = ""  # the Redis key (keys.idempotency_key), '' for none
+    fingerprint: str = ""  # of the request, compared on a repeat of the key
+    token: str = dataclasses.field(default_factory=lambda: new_token())
 
 
-def unsubmit(client: redis.Redis, task_id: str, token: str, user_id: object = None) -> bool:
-    """Run UNSUBMIT (one round trip): take back SUBMIT ``token``'s record; True if it was."""
-    return bool(_script(client, UNSUBMIT)(keys=_submit_keys(task_id, user_id), args=[token, task_id],
-                                          client=client))
+def submit(client: redis.Redis, submission: Submission, broker_list: str, queue_lists: list[str],
+           message: str, record_ttl: int) -> tuple[Submitted, str]:
+    """Run SUBMIT (one round trip): ``message`` goes onto ``broker_list`` and the record is written,
+    or neither.  Returns the outcome and, for SAME and CONFLICT, the key's first task id (for
+    FULL, the number waiting).  Safe to re-send: the submission's token answers NEW again."""
+    owner_index = keys.owner_index_key(submission.user_id) if submission.user_id is not None else ""
+    unused = keys.counters_key()  # stands in for an absent owner index or key: ARGV says so
+    reply = _script(client, SUBMIT)(
+        keys=[keys.guard_key(submission.task_id), keys.record_key(submission.task_id), keys.counters_key(),
+              broker_list, owner_index or unused, submission.idempotency_key or unused, *queue_lists],
+        args=[submission.pending_json, record_ttl, submission.task_id, repr(submission.created),
+              repr(submission.created - record_ttl), submission.token, message, submission.queue_bound,
+              "1" if owner_index else "", submission.fingerprint if submission.idempotency_key else ""],
+        client=client)
+    return Submitted(_text(reply[0])), _text(reply[1]) if len(reply) > 1 else ""
 
 
 class Cancel(enum.Enum):
@@ -493,7 +622,8 @@ def cancel(client: redis.Redis, task_id: str, final_json: str, record_ttl: int, 
     reply = _script(client, CANCEL)(
         keys=[keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key(),
               keys.task_lock_key(task_id)],
-        args=[final_json, record_ttl, token, state, dead_owner_prefix], client=client)
+        args=[final_json, record_ttl, token, state, dead_owner_prefix, keys.result_channel(task_id)],
+        client=client)
     return Cancel(int(reply))
 
 

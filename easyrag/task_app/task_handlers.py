@@ -7,7 +7,6 @@ chains and groups all run it under the same guard, record and status.
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import inspect
 import logging
@@ -18,10 +17,8 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
-from easyrag.task_app import scripts
-from easyrag.task_app.base_task import GuardedTask
+from easyrag.task_app.base_task import GuardedTask, Run
 from easyrag.task_app.exceptions import (
     PermanentTaskError,
     TaskCancelledError,
@@ -111,9 +108,14 @@ class HandlerTask(GuardedTask):
             return {**kwargs, PREVIOUS_RESULT: args[0]}
         return super().task_data_of(args, kwargs)  # none, or too many: run() refuses the latter
 
-    def run_handler(self, task_data: dict[str, Any]) -> Any:
+    def execute(self, run: Run, args: tuple, kwargs: dict) -> Any:
+        """GuardedTask's hook: run the handler under this claim."""
+        return self.run_handler(self.task_data_of(handler_arguments(self.name, args), kwargs), run)
+
+    def run_handler(self, task_data: dict[str, Any], run: Run | None = None) -> Any:
         """Run the handler on ``task_data`` within its timeout; retry, fail or return its result.
 
+        ``run`` is the claimed execution (None for a direct call or eager mode: nothing to record).
         PermanentTaskError, timeout, cancel and release end the attempt as they are; any other
         exception is retried (``self.retry``) until max_retries, then re-raised.
         """
@@ -122,11 +124,11 @@ class HandlerTask(GuardedTask):
         timeout = float(self._header(TIMEOUT_HEADER) or config.default_timeout)
         max_retries = self._header(MAX_RETRIES_HEADER)
         max_retries = config.default_retries if max_retries is None else int(max_retries)
-        record = getattr(request, "easyrag_record", None)
-        if record is None:  # called directly or in eager mode: no claim, no record, no progress
+        if run is None:
             return self._run_unguarded(task_data, timeout)
+        record = run.record
         task = Task(**{name: getattr(record, name) for name in record.__dataclass_fields__},
-                    _report=self._progress_reporter(record, request.easyrag_claim.lock_value))
+                    _report=run.report_progress)
         handler = self.handler_class()
         if not handler.can_handle(self.name):
             raise PermanentTaskError(f"{self.handler_class.__name__} cannot handle task type {self.name!r}")
@@ -134,7 +136,7 @@ class HandlerTask(GuardedTask):
                     request.retries + 1)
         try:
             if inspect.iscoroutinefunction(handler.handle_task):
-                result = run_coroutine(lambda: handler.handle_task(task), timeout, request.easyrag_renewal)
+                result = run_coroutine(lambda: handler.handle_task(task), timeout, run.renewal)
             else:  # a synchronous handle_task is allowed; it cannot be interrupted
                 result = handler.handle_task(task)
         except (PermanentTaskError, TaskTimeoutError, TaskCancelledError, TaskReleasedError,
@@ -167,18 +169,14 @@ class HandlerTask(GuardedTask):
             return run_coroutine(lambda: handler.handle_task(task), timeout)
         return handler.handle_task(task)
 
-    def _progress_reporter(self, record: Any, lock_value: str):
-        """An async callable that writes progress into the record, fenced by this holder's claim."""
-        task_id = self.request.id
 
-        async def report(percent: int, message: str) -> None:
-            record.progress, record.message = percent, message  # FINISH keeps the last message
-            written = await asyncio.to_thread(
-                scripts.progress, get_redis_instance(), task_id, lock_value, record.progress_tail())
-            if not written:
-                logger.warning("task %s: progress not recorded: this run lost its claim", task_id)
-
-        return report
+def handler_arguments(name: str, args: tuple) -> tuple:
+    """A handler task's positional arguments: none, or in a chain the previous task's result."""
+    if len(args) > 1:
+        raise PermanentTaskError(
+            f"{name} takes its task_data as keyword arguments (and, in a chain, the previous "
+            f"task's result as one positional argument); got {len(args)} positional arguments")
+    return args
 
 
 def register_task_handler(handler_class: type[TaskHandler]) -> Any:
@@ -188,11 +186,8 @@ def register_task_handler(handler_class: type[TaskHandler]) -> Any:
     name = handler_class.__name__
 
     def run(task: HandlerTask, /, *args: Any, **task_data: Any) -> Any:  # "self" may be a data key
-        if len(args) > 1:
-            raise PermanentTaskError(
-                f"{name} takes its task_data as keyword arguments (and, in a chain, the previous "
-                f"task's result as one positional argument); got {len(args)} positional arguments")
-        return task.run_handler(task.task_data_of(args, task_data))
+        """A direct call or eager mode (a claimed delivery goes through HandlerTask.execute)."""
+        return task.run_handler(task.task_data_of(handler_arguments(name, args), task_data))
 
     run.__name__ = run.__qualname__ = name
     run.__module__ = handler_class.__module__

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
 from easyrag.config import get_config
 from easyrag.task_app.exceptions import (
+    InvalidIdempotencyKeyError,
     InvalidPriorityError,
     InvalidRetriesError,
     InvalidTaskDataError,
@@ -17,6 +19,8 @@ from easyrag.task_app.exceptions import (
 from easyrag.task_app.task_handlers import registered_handlers
 
 MIB = 1024 * 1024
+#: The longest idempotency key accepted (spec 1).
+MAX_IDEMPOTENCY_KEY = 200
 
 
 def _size(n: int) -> str:
@@ -24,7 +28,7 @@ def _size(n: int) -> str:
 
 
 def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: Any,
-                        max_retries: Any) -> None:
+                        max_retries: Any, idempotency_key: Any = None) -> None:
     """Raise the first problem found; nothing is written anywhere."""
     handlers = registered_handlers()
     if not isinstance(task_type, str) or task_type not in handlers:
@@ -65,3 +69,16 @@ def validate_submission(task_type: Any, task_data: Any, priority: Any, timeout: 
                                     or max_retries < 0):
         raise InvalidRetriesError(f"max_retries must be an integer >= 0, got {max_retries!r}",
                                   field="max_retries")
+    if idempotency_key is not None and (not isinstance(idempotency_key, str) or not idempotency_key
+                                        or len(idempotency_key) > MAX_IDEMPOTENCY_KEY):
+        raise InvalidIdempotencyKeyError(
+            f"idempotency_key must be a non-empty string of at most {MAX_IDEMPOTENCY_KEY} characters, "
+            f"got {idempotency_key!r:.60}", field="idempotency_key")
+
+
+def fingerprint(task_data: dict[str, Any], priority: int, timeout: float | None,
+                max_retries: int | None) -> str:
+    """What identifies a request under an idempotency key: a repeat must match it exactly."""
+    request = {"task_data": task_data, "priority": int(priority), "timeout": timeout,
+               "max_retries": max_retries}
+    return hashlib.sha256(json.dumps(request, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

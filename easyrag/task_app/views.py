@@ -13,7 +13,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.pagination import PageNumberPagination
@@ -23,13 +23,14 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from easyrag.task_app.async_task_framework import (
+    IdempotencyConflictError,
     QueueFullError,
     TaskPriority,
     TaskValidationError,
     cancel_task,
     get_task_stats,
     get_task_status,
-    submit_task,
+    submit_or_find,
 )
 from easyrag.task_app.owners import OwnerTasks, owns
 from easyrag.task_app.records import Task
@@ -42,7 +43,9 @@ from easyrag.task_app.serializers import (
     SubmittedSerializer,
     TaskStatusSerializer,
 )
+from easyrag.task_app.submission import first_task_of_key
 from easyrag.task_app.throttling import reserve_place
+from easyrag.task_app.validation import fingerprint
 
 #: Seconds a client is asked to wait after a 503 (queue full).
 RETRY_AFTER_S = 5
@@ -94,19 +97,35 @@ class TaskAPIView(APIView):
         return super().handle_exception(exc)
 
 
+#: The request header of an idempotent submission (spec 5).
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
 def _status_body(task: Task) -> dict[str, Any]:
     return TaskStatusSerializer(task.to_dict()).data
 
 
 def _submit(request: Request, task_type: str, task_data: dict, owner: Any = None, **options: Any
-            ) -> Response | str:
-    """submit_task owned by ``owner`` (default: the caller); a refused submission becomes its answer.
+            ) -> Response | tuple[str, bool]:
+    """submit_or_find owned by ``owner`` (default: the caller): the task id and whether it is new;
+    a refused submission becomes its answer.
 
     A non-staff caller first takes a place of ASYNC_TASK_API_USER_LIMIT (429 when none is left).
     """
+    key = options.get("idempotency_key")
+    if key and isinstance(key, str):  # a repeat creates nothing: it needs no place of the limit
+        first = first_task_of_key(task_type, owner or request.user.pk, key, fingerprint(
+            task_data, options.get("priority", TaskPriority.NORMAL), options.get("timeout"),
+            options.get("max_retries")))
+        if first is not None:
+            return first, False
     place = reserve_place(request.user)
     try:
-        task_id = submit_task(task_type, task_data, user_id=owner or request.user.pk, **options)
+        task_id, created = submit_or_find(task_type, task_data, user_id=owner or request.user.pk, **options)
+    except IdempotencyConflictError as error:
+        place.release()
+        return Response({"idempotency_key": [str(error)], "task_id": error.task_id},
+                        status=status.HTTP_422_UNPROCESSABLE_ENTITY)
     except TaskValidationError as error:
         place.release()
         return Response({error.field or "non_field_errors": [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
@@ -117,8 +136,8 @@ def _submit(request: Request, task_type: str, task_data: dict, owner: Any = None
     except BaseException:
         place.release()
         raise
-    place.confirm(task_id)
-    return task_id
+    place.confirm(task_id)  # a repeat's first task holds its place already: the set keeps one
+    return task_id, created
 
 
 def _parsable_document(request: Request, document_id: Any) -> Any:
@@ -144,9 +163,15 @@ class TaskListView(TaskAPIView):
         201: SubmittedSerializer, 400: OpenApiResponse(description="{field: [messages]}"),
         404: OpenApiResponse(description="a parse of a document that is not the caller's"),
         429: OpenApiResponse(description="ASYNC_TASK_API_USER_LIMIT live tasks already; see Retry-After"),
-        503: OpenApiResponse(description="queue full; see Retry-After")})
+        200: OpenApiResponse(SubmittedSerializer, description="a repeated Idempotency-Key: the first task"),
+        422: OpenApiResponse(description="the Idempotency-Key was used for another request"),
+        503: OpenApiResponse(description="queue full; see Retry-After")},
+        parameters=[OpenApiParameter(IDEMPOTENCY_HEADER, str, OpenApiParameter.HEADER, description=(
+            "submit at most once: a repeat by the same user for the same task_type answers 200 with "
+            "the first task"))])
     def post(self, request: Request) -> Response:
-        """Submit a task: 201 with its id, 400 naming the bad field, 503 when the queue is full."""
+        """Submit a task: 201 with its id (200 with the first task for a repeated Idempotency-Key),
+        400 naming the bad field, 422 for a key used for another request, 503 when the queue is full."""
         serializer = SubmitTaskSerializer(data=request.data, context={"request": request})
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
@@ -155,10 +180,17 @@ class TaskListView(TaskAPIView):
             # As POST /api/documents/parse/ answers: an unowned or someone else's document is unknown.
             return Response(DOCUMENT_NOT_FOUND, status=status.HTTP_404_NOT_FOUND)
         options = {name: data[name] for name in ("timeout", "max_retries") if name in data}
-        outcome = _submit(request, data["task_type"], data["task_data"], priority=data["priority"], **options)
+        key = request.headers.get(IDEMPOTENCY_HEADER)
+        outcome = _submit(request, data["task_type"], data["task_data"], priority=data["priority"],
+                          idempotency_key=key, **options)
         if isinstance(outcome, Response):
             return outcome
-        return Response({"task_id": outcome, "status": "PENDING"}, status=status.HTTP_201_CREATED)
+        task_id, created = outcome
+        if created:
+            return Response({"task_id": task_id, "status": "PENDING"}, status=status.HTTP_201_CREATED)
+        task = get_task_status(task_id)
+        return Response({"task_id": task_id, "status": task.status.value if task else "PENDING"},
+                        status=status.HTTP_200_OK)
 
     @extend_schema(responses=TaskStatusSerializer(many=True))
     def get(self, request: Request) -> Response:
@@ -228,5 +260,5 @@ class DocumentParseView(TaskAPIView):
                           priority=TaskPriority.HIGH.value)
         if isinstance(outcome, Response):
             return outcome
-        return Response({"task_id": outcome, "message": "document parse task submitted"},
+        return Response({"task_id": outcome[0], "message": "document parse task submitted"},
                         status=status.HTTP_202_ACCEPTED)

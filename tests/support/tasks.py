@@ -25,6 +25,12 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
+@shared_task(name="tests.count_echoes")
+def count_echoes(results: list) -> int:
+    """A plain chord body: how many results its header gave it."""
+    return len(results)
+
+
 @shared_task(name="tests.record_start")
 def record_start(label: str) -> str:
     """Append ``label`` to the start-order list."""

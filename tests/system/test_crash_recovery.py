@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from easyrag.task_app import keys
 from easyrag.task_app.records import TaskStatus
 from tests.support import tasks
 from tests.support.broker import FAST_RECOVERY, record, status
@@ -52,6 +53,7 @@ def test_task_that_kills_its_worker_ends_failed_after_max_crashes(worker_process
                message="the poison task to end FAILED")
     assert tasks.traces(result.id)["starts"] == 3
     assert "killed its worker 3 times" in record(redis_client, result.id).error
+    assert redis_client.hget(keys.counters_key(), "crashes") == "3"  # cumulative, for the metrics
     # the worker survived its children's deaths and keeps serving
     assert worker.alive
     assert tasks.add.delay(2, 2).get(timeout=20) == 4

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import time
 
 import pytest
 from celery import chain, group
 
 from easyrag.celery import app
-from easyrag.task_app import keys, queues
+from easyrag.task_app import keys
 from easyrag.task_app.async_task_framework import (
     InvalidPriorityError,
     InvalidRetriesError,
@@ -177,29 +175,6 @@ def test_queue_full_until_a_worker_drains_it(env, redis_client, worker_process):
     worker_process("drain")
     wait_until(lambda: redis_client.llen("celery:2") == 0, timeout=30, message="the queue to drain")
     assert get_task_status(submit_task("EchoTaskHandler", {})) is not None
-
-
-def test_a_burst_of_submitters_overshoots_the_bound_by_at_most_their_number(env, redis_client):
-    bound, submitters = 20, 8
-    env(ASYNC_TASK_QUEUE_SIZE=str(bound))
-    accepted: list[str] = []
-    start = threading.Barrier(submitters)
-
-    def submit_until_full() -> None:
-        start.wait()
-        with contextlib.suppress(QueueFullError):
-            while True:
-                accepted.append(submit_task("EchoTaskHandler", {}))
-
-    threads = [threading.Thread(target=submit_until_full) for _ in range(submitters)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    queued = sum(queues.queue_sizes(redis_client).values())
-    assert bound <= queued <= bound + submitters - 1
-    assert queued == len(accepted) == len(set(accepted))
-    assert all(get_task_status(task_id).status is TaskStatus.PENDING for task_id in accepted)
 
 
 def test_any_string_key_is_task_data_even_self(live_worker):

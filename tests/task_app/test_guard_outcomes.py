@@ -82,8 +82,8 @@ def test_completed_task_never_runs_again_when_a_copy_arrives_after_its_record_ex
     tasks.traced.apply_async(kwargs={"seconds": 0}, task_id=task_id)
     tasks.traced.apply_async(kwargs={"seconds": 0}, task_id=task_id, countdown=12)  # due after expiry
     wait_until(lambda: tasks.traces(task_id)["ends"] == 1, timeout=20, message="the first run")
-    wait_until(lambda: not redis_client.exists(keys.guard_key(task_id)), timeout=20,
-               message="the finished record and guard to expire")
+    wait_until(lambda: not redis_client.exists(keys.record_key(task_id)), timeout=20,
+               message="the finished record to expire")
     wait_until(lambda: broker_idle(redis_client), timeout=40, message="the late copy to be dropped")
     assert tasks.traces(task_id) == {"starts": 1, "ends": 1, "overlaps": 0}
     assert get_task_status(task_id) is None

@@ -32,8 +32,7 @@ def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_
 
 
 def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
-    renew_keys = [keys.task_lock_key(task_id), keys.guard_key(task_id), UNACKED_INDEX]
-    return scripts.renew(client, renew_keys, lock_value, lock_ttl_ms, tag, now)
+    return scripts.renew(client, scripts.Renewing(task_id, lock_value, lock_ttl_ms, tag, UNACKED_INDEX), now)
 
 
 def _finish(client, task_id, lock_value, state, record_json, cancelled_json="", next_retries=1):
@@ -46,8 +45,13 @@ def _write(client, task_id, lock_value, record_json):
 
 
 def _cancel(client, task_id, token="c1", state="CANCELLED", dead_owner_prefix=""):
-    return scripts.cancel(client, task_id, _record_json(task_id, None, TaskStatus(state)), 600, token,
-                          state, dead_owner_prefix)
+    final = TaskRecord(task_id=task_id, task_type="t", status=TaskStatus(state),
+                       message=f"by {token}").to_json()
+    return scripts.cancel(client, task_id, final, 600, token, state, dead_owner_prefix)
+
+
+def _recorded_status(client, task_id):
+    return TaskRecord.from_json(client.get(keys.record_key(task_id))).status.value
 
 
 def _wait_lock_gone(client, task_id):
@@ -115,11 +119,10 @@ def test_finish_records_final_state_releases_lock_and_later_claims_are_done(redi
     final = _record_json(task_id, "w1:1:a", status=TaskStatus(state))
     assert _finish(redis_client, task_id, claim.lock_value, state, final) == 1
     assert not redis_client.exists(keys.task_lock_key(task_id))
-    guard = redis_client.hgetall(keys.guard_key(task_id))
-    assert guard["state"] == state and "owner" not in guard
+    assert not redis_client.exists(keys.guard_key(task_id))  # ended: the final record is its one key
+    assert _recorded_status(redis_client, task_id) == state
     assert redis_client.get(keys.record_key(task_id)) == final
     assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600  # final: kept result_ttl
-    assert 0 < redis_client.ttl(keys.guard_key(task_id)) <= 600
     assert redis_client.hget(keys.counters_key(), "running") == "0"
     assert redis_client.hget(keys.counters_key(), state.lower()) == "1"
 
@@ -127,7 +130,7 @@ def test_finish_records_final_state_releases_lock_and_later_claims_are_done(redi
     assert (again.outcome, again.state) == ("DONE", state)
     assert not redis_client.exists(keys.task_lock_key(task_id))
     assert redis_client.get(keys.record_key(task_id)) == final
-    assert redis_client.hget(keys.guard_key(task_id), "fence") == "1"
+    assert not redis_client.exists(keys.guard_key(task_id))  # a DONE claim writes nothing
 
 
 def test_finish_retrying_releases_lock_and_next_claim_takes_fence_2_without_a_crash(redis_client):
@@ -249,21 +252,29 @@ def test_finish_retrying_after_a_cancel_request_records_cancelled_instead(redis_
     retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
     cancelled = _record_json(task_id, "w1:1:a", status=TaskStatus.CANCELLED)
     assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, cancelled) == 2
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert _recorded_status(redis_client, task_id) == "CANCELLED"
+    assert not redis_client.exists(keys.guard_key(task_id))
     assert redis_client.get(keys.record_key(task_id)) == cancelled
     assert 0 < redis_client.ttl(keys.record_key(task_id)) <= 600
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "cancelled": "1"}
     assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "DONE"  # the retry message is dropped
 
 
-def _submit(client, task_id, user_id=None, created=1000.0, token="s1"):
-    return scripts.submit(client, task_id, _record_json(task_id, None, TaskStatus.PENDING), 600, token,
-                          user_id, created)
+BROKER_LIST = "easyrag-test:queue:2"
+QUEUE_LISTS = [f"easyrag-test:queue:{step}" for step in range(4)]
 
 
-def test_submit_records_pending_without_expiry_and_indexes_the_owner(redis_client):
+def _submit(client, task_id, user_id=None, created=1000.0, token="s1", bound=0, key="", fingerprint="f1",
+            message=None):
+    submission = scripts.Submission(task_id, _record_json(task_id, None, TaskStatus.PENDING), user_id,
+                                    created, bound, key, fingerprint, token)
+    return scripts.submit(client, submission, BROKER_LIST, QUEUE_LISTS, message or f"message {task_id}", 600)
+
+
+def test_submit_queues_the_message_and_records_pending_without_expiry_and_indexes_the_owner(redis_client):
     task_id, index = _new_task(), keys.owner_index_key("u1")
-    assert _submit(redis_client, task_id, "u1", created=1000.0) is True
+    assert _submit(redis_client, task_id, "u1", created=1000.0) == (scripts.Submitted.NEW, "")
+    assert redis_client.lrange(BROKER_LIST, 0, -1) == [f"message {task_id}"]
     assert redis_client.hget(keys.guard_key(task_id), "state") == "PENDING"
     assert redis_client.ttl(keys.record_key(task_id)) == redis_client.ttl(keys.guard_key(task_id)) == -1
     assert redis_client.zrange(index, 0, -1, withscores=True) == [(task_id, 1000.0)]
@@ -276,6 +287,32 @@ def test_submit_trims_index_entries_older_than_the_record_ttl(redis_client):
     _submit(redis_client, old, "u1", created=1000.0)
     _submit(redis_client, recent, "u1", created=1000.0 + 601)  # 600 s ttl: the old one goes
     assert redis_client.zrange(index, 0, -1) == [recent]
+
+
+def test_submit_at_the_bound_writes_nothing(redis_client):
+    redis_client.lpush(QUEUE_LISTS[0], "a")
+    redis_client.lpush(QUEUE_LISTS[3], "b")
+    task_id = _new_task()
+    assert _submit(redis_client, task_id, "u1", bound=2) == (scripts.Submitted.FULL, "2")
+    assert not redis_client.exists(keys.guard_key(task_id), keys.record_key(task_id),
+                                   keys.owner_index_key("u1"), BROKER_LIST, keys.counters_key())
+    assert _submit(redis_client, task_id, "u1", bound=3)[0] is scripts.Submitted.NEW
+
+
+def test_an_idempotency_key_names_its_first_task_until_the_record_goes(redis_client):
+    key = keys.idempotency_key("t", "u1", "order-42")
+    first, again, other = _new_task(), _new_task(), _new_task()
+    assert _submit(redis_client, first, "u1", key=key, fingerprint="f1")[0] is scripts.Submitted.NEW
+    assert _submit(redis_client, again, "u1", key=key, fingerprint="f1", token="s2") == (
+        scripts.Submitted.SAME, first)
+    assert _submit(redis_client, other, "u1", key=key, fingerprint="f2", token="s3") == (
+        scripts.Submitted.CONFLICT, first)
+    assert redis_client.llen(BROKER_LIST) == 1  # repeats and conflicts queue nothing
+    assert not redis_client.exists(keys.guard_key(again), keys.guard_key(other))
+    assert redis_client.ttl(key) == -1  # kept while the task lives
+    _cancel(redis_client, first)
+    assert 0 < redis_client.ttl(key) <= 600  # then exactly as long as its record
+    assert abs(redis_client.ttl(key) - redis_client.ttl(keys.record_key(first))) <= 1
 
 
 # --- every step is safe to run twice: redis-py re-sends a command whose reply was lost ------------
@@ -328,24 +365,16 @@ def test_cancel_sent_twice_answers_the_same_and_counts_once(redis_client):
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "0", "cancelled": "1"}
 
 
-def test_submit_sent_twice_answers_true_and_counts_once_and_unsubmit_takes_it_back(redis_client):
+def test_submit_sent_twice_answers_new_and_queues_and_counts_once(redis_client):
     task_id = _new_task()
-    assert _submit(redis_client, task_id, "u1", token="s1") is True
-    assert _submit(redis_client, task_id, "u1", token="s1") is True
-    assert _submit(redis_client, task_id, "u1", token="s2") is False  # a re-publish of a known id
-    assert scripts.unsubmit(redis_client, task_id, "s2", "u1") is False  # not that call's record
-    assert scripts.unsubmit(redis_client, task_id, "s1", "u1") is True
-    assert not redis_client.exists(keys.guard_key(task_id), keys.record_key(task_id))
-    assert redis_client.zrange(keys.owner_index_key("u1"), 0, -1) == []
-    assert redis_client.hgetall(keys.counters_key()) == {"total": "0", "pending": "0"}
-
-
-def test_unsubmit_leaves_a_task_a_worker_already_claimed(redis_client):
-    task_id = _new_task()
-    _submit(redis_client, task_id, token="s1")
-    _claim(redis_client, task_id)
-    assert scripts.unsubmit(redis_client, task_id, "s1") is False
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "RUNNING"
+    assert _submit(redis_client, task_id, "u1", token="s1")[0] is scripts.Submitted.NEW
+    assert _submit(redis_client, task_id, "u1", token="s1")[0] is scripts.Submitted.NEW
+    assert redis_client.llen(BROKER_LIST) == 1
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "1"}
+    # another call with a known id: a re-publish, the message only (its guard decides at claim)
+    assert _submit(redis_client, task_id, "u1", token="s2")[0] is scripts.Submitted.KNOWN
+    assert redis_client.llen(BROKER_LIST) == 2
+    assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "1"}
 
 
 # --- what CLAIM does with copies that must not run ---------------------------------------------
@@ -384,7 +413,8 @@ def test_copy_delivered_after_its_expiry_ends_cancelled_unless_the_task_had_star
     task_id = _new_task()
     _submit(redis_client, task_id)
     assert _claim(redis_client, task_id, now=1000.0, expires=999.0).outcome == "EXPIRED"
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert _recorded_status(redis_client, task_id) == "CANCELLED"
+    assert not redis_client.exists(keys.guard_key(task_id))
     assert TaskRecord.from_json(redis_client.get(keys.record_key(task_id))).status is TaskStatus.CANCELLED
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "pending": "0", "cancelled": "1"}
 
@@ -407,7 +437,8 @@ def test_cancel_of_a_running_task_whose_lock_expired_ends_it_at_once(redis_clien
     _claim(redis_client, task_id, lock_ttl_ms=50)
     _wait_lock_gone(redis_client, task_id)
     assert _cancel(redis_client, task_id) is scripts.Cancel.ENDED
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "CANCELLED"
+    assert _recorded_status(redis_client, task_id) == "CANCELLED"
+    assert not redis_client.exists(keys.guard_key(task_id))
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "cancelled": "1"}
     assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "DONE"
 
@@ -420,7 +451,8 @@ def test_ending_a_task_whose_holder_was_killed_on_a_node_releases_its_lock(redis
     assert _cancel(redis_client, task_id, token="c2", state="TIMEOUT",
                    dead_owner_prefix="node-a@h:") is scripts.Cancel.ENDED
     assert not redis_client.exists(keys.task_lock_key(task_id))
-    assert redis_client.hget(keys.guard_key(task_id), "state") == "TIMEOUT"
+    assert _recorded_status(redis_client, task_id) == "TIMEOUT"
+    assert not redis_client.exists(keys.guard_key(task_id))
     assert redis_client.hgetall(keys.counters_key()) == {"total": "1", "running": "0", "timeout": "1"}
 
 
@@ -454,3 +486,14 @@ def test_progress_replaces_only_the_records_tail_and_is_fenced(redis_client):
     _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final)
     assert scripts.progress(redis_client, task_id, claim.lock_value, update.progress_tail()) is False
     assert redis_client.get(keys.record_key(task_id)) == final
+
+
+def test_a_finished_task_whose_guard_is_gone_is_known_to_submit_and_never_recorded_again(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
+    _finish(redis_client, task_id, claim.lock_value, "COMPLETED", final)
+    assert _submit(redis_client, task_id, token="s9")[0] is scripts.Submitted.KNOWN
+    assert redis_client.get(keys.record_key(task_id)) == final  # still the final record
+    assert not redis_client.exists(keys.guard_key(task_id))
+    assert _claim(redis_client, task_id, owner="w3:3:c", guarded_publish=True).outcome == "DONE"
