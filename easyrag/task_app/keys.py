@@ -94,8 +94,15 @@ def result_channel(task_id: str) -> str:
     result key name, global key prefix included); '' when the result backend is not a key-value one."""
     from celery import current_app  # the app's backend knows its prefixes
 
-    key_for_task = getattr(current_app.backend, "get_key_for_task", None)
-    if key_for_task is None:
-        return ""
-    key = key_for_task(task_id)
-    return key.decode() if isinstance(key, bytes) else key
+    backend = current_app.backend
+    if _channel_prefix[0] is not backend:
+        key_for_task = getattr(backend, "get_key_for_task", None)
+        key = key_for_task("-") if key_for_task is not None else None  # the prefix, then "-"
+        key = key.decode() if isinstance(key, bytes) else key
+        _channel_prefix[:] = [backend, None if key is None else key[:-1]]
+    prefix = _channel_prefix[1]
+    return "" if prefix is None else prefix + task_id
+
+
+#: The backend result_channel last read its prefix from, and that prefix (None: no channel).
+_channel_prefix: list = [None, None]
