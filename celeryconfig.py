@@ -26,7 +26,7 @@ enable_utc = True
 # Handler modules every worker (and the submitting process) imports at start-up: the built-in
 # ones (easyrag.config.BUILTIN_HANDLER_MODULES), then ASYNC_TASK_HANDLER_MODULES.  Named, not
 # imported here, so the configuration never imports tasks/.
-imports = _config.all_handler_modules
+imports = (*_config.all_handler_modules, "easyrag.task_app.django_tasks")
 
 worker_concurrency = _config.max_workers
 result_expires = _config.result_ttl

@@ -17,4 +17,5 @@ app.config_from_object("celeryconfig")
 import easyrag.task_app.base_task  # noqa: E402
 import easyrag.task_app.interruptions  # noqa: E402
 import easyrag.task_app.lifeline  # noqa: E402
-import easyrag.task_app.nodes  # noqa: E402, F401
+import easyrag.task_app.nodes  # noqa: E402
+import easyrag.task_app.scheduler  # noqa: E402, F401

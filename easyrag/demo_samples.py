@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from easyrag.config import Config
+from easyrag.task_app.django_tasks import task
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "samples"
@@ -22,6 +23,13 @@ NOTIFY_CHANNEL = "demo"
 #: (``tasks.notification.CHANNEL_PREFIX``; the demo test fails if the two drift apart).
 NOTIFY_SUBSCRIBE = "easyrag:notify:" + NOTIFY_CHANNEL
 UPLOAD_NAME = "demo/release-notes.txt"
+
+
+@task()
+def count_words(text: str) -> dict[str, Any]:
+    """The demo's Django Task: Django's Tasks API (``@task``, ``.enqueue()``) on the same workers."""
+    words = text.split()
+    return {"words": len(words), "longest": max(words, key=len) if words else ""}
 
 
 @dataclass

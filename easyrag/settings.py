@@ -2,6 +2,8 @@
 
 from pathlib import Path
 
+import django
+
 from easyrag import config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -20,6 +22,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    *(["django_tasks"] if django.VERSION < (6,) else []),  # the Tasks API's backport on Django 5.2
     "easyrag.task_app",
     "easyrag.legacy",
     "easyrag.documents",
@@ -57,6 +60,9 @@ TEMPLATES = [
 
 DATABASES = {"default": config.django_value("DATABASE_URL")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Django's Tasks API (@task, .enqueue()) runs on the guarded Celery workers (spec 9).
+TASKS = {"default": {"BACKEND": "easyrag.task_app.django_tasks.GuardedTaskBackend"}}
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -3,7 +3,8 @@
 
     python3 scripts/dev.py demo          set up, then run the demo
     python3 scripts/dev.py test [ARGS]   set up, then run the whole test suite (ARGS go to pytest);
-                                         without ARGS, then its private-server tests on valkey-server
+                                         without ARGS, then its private-server tests on valkey-server,
+                                         then the Django Tasks tests on Django 6 (Python >= 3.12)
     python3 scripts/dev.py run -- CMD    set up, then run CMD with REDIS_URL pointing at a Redis
 
 Set-up: a virtual environment in .venv with the pinned requirements (re-installed only when
@@ -33,29 +34,60 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV = ROOT / ".venv"
-VENV_PYTHON = VENV / "bin" / "python"
 REQUIREMENTS = ROOT / "requirements.txt"
 RUN_DIR = ROOT / ".run"
-STAMP = VENV / ".requirements.sha256"
+#: Django 6 (django.tasks) needs Python >= 3.12: a second environment for the Django Tasks tests.
+DJANGO6 = "Django==6.1.3"
+VENV_DJANGO6 = ROOT / ".venv-django6"
+DJANGO6_TESTS = ("tests/task_app/test_django_tasks.py", "tests/system/test_django_tasks_workers.py")
 
 
 def say(message: str) -> None:
     print(f"[dev] {message}", flush=True)
 
 
-def ensure_venv() -> None:
-    """Create .venv and install the pinned requirements when requirements.txt changed."""
-    if not VENV_PYTHON.exists():
-        say(f"creating a virtual environment in {VENV.relative_to(ROOT)}")
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if STAMP.exists() and STAMP.read_text().strip() == digest:
-        return
-    say("installing the pinned requirements (the first run takes a minute or two)")
-    pip = [str(VENV_PYTHON), "-m", "pip", "install", "--disable-pip-version-check"]
+def ensure_venv(venv: Path = VENV, python: str = sys.executable, django: str | None = None) -> str:
+    """Create ``venv`` and install the pinned requirements when they changed; its python.
+
+    ``django``: install this Django instead of the pinned one (and not its backport of the Tasks
+    API, which Django 6 has built in)."""
+    venv_python = venv / "bin" / "python"
+    if not venv_python.exists():
+        say(f"creating a virtual environment in {venv.relative_to(ROOT)}")
+        subprocess.run([python, "-m", "venv", str(venv)], check=True)
+    lines = REQUIREMENTS.read_text().splitlines()
+    if django:
+        pinned = ("django==", "django-tasks==")
+        lines = [django, *(line for line in lines if not line.lower().startswith(pinned))]
+    wanted = "\n".join(lines) + "\n"
+    stamp = venv / ".requirements.sha256"
+    digest = hashlib.sha256(wanted.encode()).hexdigest()
+    if stamp.exists() and stamp.read_text().strip() == digest:
+        return str(venv_python)
+    say(f"installing the pinned requirements into {venv.relative_to(ROOT)} (the first run takes a "
+        "minute or two)")
+    requirements = venv / "requirements.txt"
+    requirements.write_text(wanted)
+    pip = [str(venv_python), "-m", "pip", "install", "--disable-pip-version-check"]
     subprocess.run([*pip, "--quiet", "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "--quiet", "-r", str(REQUIREMENTS)], check=True)
-    STAMP.write_text(digest + "\n")
+    subprocess.run([*pip, "--quiet", "-r", str(requirements)], check=True)
+    stamp.write_text(digest + "\n")
+    return str(venv_python)
+
+
+def newer_python() -> str | None:
+    """A working Python >= 3.12 on this machine (python3.13/3.12 on PATH, or pyenv's), or None."""
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(name) for name in ("python3.13", "python3.12")]
+    candidates += [str(path) for path in sorted(pyenv.glob("3.1[2-9]*/bin/python3"), reverse=True)]
+    for candidate in filter(None, candidates):
+        try:  # a pyenv shim of a version not selected here exists but does not run
+            subprocess.run([candidate, "-c", "import sys; sys.exit(sys.version_info < (3, 12))"],
+                           check=True, capture_output=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            continue
+        return candidate
+    return None
 
 
 def answers_ping(host: str, port: int, timeout: float = 0.5) -> bool:
@@ -155,16 +187,16 @@ def redis_for_run(probe: str) -> Iterator[str]:
         yield url
 
 
-def run(command: list[str], redis_url: str, hide: str | None = None) -> int:
-    """Run ``command`` in the project root with the venv first on PATH and REDIS_URL set.
+def run(command: list[str], redis_url: str, hide: str | None = None, venv: Path = VENV) -> int:
+    """Run ``command`` in the project root with ``venv`` first on PATH and REDIS_URL set.
 
     ``hide``: a program to take off PATH for the command (the folders holding it are dropped).
     """
-    env = dict(os.environ, REDIS_URL=redis_url, VIRTUAL_ENV=str(VENV))
+    env = dict(os.environ, REDIS_URL=redis_url, VIRTUAL_ENV=str(venv))
     path = env.get("PATH", "")
     if hide:
         path = path_without(hide, path)
-    env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{path}"
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{path}"
     process = subprocess.Popen(command, cwd=ROOT, env=env)
     try:
         return process.wait()
@@ -186,7 +218,15 @@ def run_tests(python: str, args: list[str], redis_url: str) -> int:
         return status
     say("second leg: the tests that start a private Redis (-m private_redis) again, with "
         "redis-server hidden from PATH, so they use the bundled valkey-server")
-    return run([python, "-m", "pytest", "-m", "private_redis"], redis_url, hide="redis-server")
+    status = run([python, "-m", "pytest", "-m", "private_redis"], redis_url, hide="redis-server")
+    newer = newer_python()
+    if newer is None:
+        say(f"third leg skipped: no Python >= 3.12 here for {DJANGO6}; the Django Tasks tests ran on "
+            "Django 5.2 with the django-tasks backport only")
+        return status
+    say(f"third leg: the Django Tasks tests on {DJANGO6} (django.tasks) with {newer}")
+    django6 = ensure_venv(VENV_DJANGO6, newer, DJANGO6)
+    return run([django6, "-m", "pytest", *DJANGO6_TESTS], redis_url, venv=VENV_DJANGO6) or status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     options = parser.parse_args(argv)
     args = options.args[1:] if options.args[:1] == ["--"] else options.args
 
-    ensure_venv()
-    python = str(VENV_PYTHON)
+    python = ensure_venv()
     with redis_for_run(options.redis_probe) as redis_url:
         if options.action == "demo":
             status = run([python, "manage.py", "migrate", "--noinput", "-v", "0"], redis_url)

@@ -151,7 +151,9 @@ def test_handler_modules_are_the_builtin_list_then_the_users(env):
 
     env(ASYNC_TASK_HANDLER_MODULES="myapp.handlers, other.handlers")
     assert get_config().all_handler_modules == (*BUILTIN_HANDLER_MODULES, "myapp.handlers", "other.handlers")
-    assert celeryconfig.imports == (*BUILTIN_HANDLER_MODULES, *celeryconfig._config.handler_modules)
+    # ...and the runner of Django's Tasks, so every worker knows it
+    assert celeryconfig.imports == (*BUILTIN_HANDLER_MODULES, *celeryconfig._config.handler_modules,
+                                    "easyrag.task_app.django_tasks")
 
 
 def test_tasks_holds_exactly_the_builtin_handler_modules():

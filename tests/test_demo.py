@@ -44,6 +44,7 @@ def test_demo_runs_a_task_of_every_handler_to_completed(tmp_path):
         record = get_task_status(task["task_id"])
         assert (record.status, record.result) == (TaskStatus.COMPLETED, task["result"]), task
     assert "9 of 9 tasks completed" in result.stdout and "get_task_stats()" in result.stdout
+    assert "Django Task count_words: SUCCESSFUL {'words': 8, 'longest': \"Django's\"}" in result.stdout
     results = {task["label"]: task["result"] for task in tasks}
 
     with sqlite3.connect(tmp_path / "demo.sqlite3") as database:

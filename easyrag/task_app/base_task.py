@@ -82,6 +82,8 @@ USER_ID_HEADER = "easyrag_user_id"
 #: the guard enforces in CLAIM so that Celery never silently drops a guarded message; a task that
 #: has started once never expires).
 EXPIRES_HEADER = "easyrag_expires"
+#: Message header: the ISO due time of a delayed start (kept in the record's ``eta`` while it runs).
+ETA_HEADER = "easyrag_eta"
 #: Seconds a FINISH keeps retrying while Redis does not answer, at least.
 FINISH_RETRY_S = 60.0
 
@@ -111,6 +113,17 @@ def _on_worker_init(sender: Any = None, **_: Any) -> None:
 def worker_nodename(request: Any = None) -> str:
     """The Celery node name of the worker running ``request`` (of this worker process)."""
     return _worker_nodename or getattr(request, "hostname", None) or "unknown"
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def _due_epoch(countdown: Any, eta: Any) -> float | None:
+    """Celery's ``countdown`` (seconds) or ``eta`` (a datetime or an ISO string) as epoch seconds."""
+    if countdown:
+        return time.time() + float(countdown)
+    return _expiry_epoch(eta) if eta else None
 
 
 def _expiry_epoch(expires: Any) -> float | None:
@@ -183,7 +196,11 @@ class GuardedTask(Task):
         lists), ``idempotency_key`` with ``fingerprint`` (a repeat returns the first task's result,
         another request under the key raises IdempotencyConflictError), ``waiter=False`` (the
         caller will not wait on the result: no pub/sub subscription).  Retries and deferrals
-        re-publish a known id: the message only, with Celery's own producer.
+        re-publish a known id: the message only.
+
+        ``countdown``/``eta`` (a retry's back-off and a deferral's too) never reach Celery: the
+        message is built to run at once and waits in Redis until it is due (scheduler.py), not
+        unacknowledged in a worker's memory.
         """
         headers = dict(options.pop("headers", None) or {})
         headers.setdefault(CREATED_AT_HEADER, now_iso())
@@ -199,18 +216,24 @@ class GuardedTask(Task):
                                        link_error=link_error, shadow=shadow, headers=headers, **options)
         task_id = task_id or str(uuid.uuid4())
         headers[GUARDED_HEADER] = 1
+        due = _due_epoch(options.pop("countdown", None), options.pop("eta", None))
         publish = functools.partial(super().apply_async, args, kwargs, task_id=task_id, link=link,
                                     link_error=link_error, shadow=shadow, headers=headers, expires=None)
+        if due is not None and not options.get("retries") and DEFER_HEADER not in headers:
+            headers[ETA_HEADER] = _iso(due)  # the task's own due time (not a retry's, a deferral's)
         if options.get("retries") or DEFER_HEADER in headers:
-            return publish(producer=producer, **options)
-        record = TaskRecord(
-            task_id=task_id, task_type=self.name, task_data=self.task_data_of(args or (), kwargs or {}),
-            priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
-            created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
-        )
-        key = keys.idempotency_key(self.name, record.user_id, idempotency_key) if idempotency_key else ""
-        new_task = scripts.Submission(task_id, record.to_json(), record.user_id, time.time(), queue_bound,
-                                      key, fingerprint)
+            new_task = scripts.Submission(task_id, "", due=due, republish=True)
+        else:
+            record = TaskRecord(
+                task_id=task_id, task_type=self.task_type_of(args or (), kwargs or {}),
+                task_data=self.task_data_of(args or (), kwargs or {}),
+                priority=options.get("priority", TaskPriority.NORMAL), status=TaskStatus.PENDING,
+                created_at=headers[CREATED_AT_HEADER], user_id=headers.get(USER_ID_HEADER),
+                eta=_iso(due),
+            )
+            key = keys.idempotency_key(self.name, record.user_id, idempotency_key) if idempotency_key else ""
+            new_task = scripts.Submission(task_id, record.to_json(), record.user_id, time.time(),
+                                          queue_bound, key, fingerprint, due=due)
         connection = options.pop("connection", None)
         with submission.submitting(new_task, waiter) as pending:
             # Our producer, whatever the caller passed (a group's, a batch's): only its channel
@@ -230,6 +253,10 @@ class GuardedTask(Task):
         if pending.outcome is None:  # cannot happen with the submit producer; never pass it silently
             raise RuntimeError(f"task {task_id} was published without its record")
         return result
+
+    def task_type_of(self, args: Any, kwargs: dict) -> str:
+        """The record's ``task_type`` for a call with these arguments: the task's name."""
+        return self.name
 
     def task_data_of(self, args: Any, kwargs: dict) -> dict:
         """The record's ``task_data`` for a call with these arguments."""
@@ -341,8 +368,10 @@ class GuardedTask(Task):
         """Run the body and FINISH with its outcome; every way out of the body ends in a FINISH."""
         try:
             result = self.execute(run, args, kwargs)
-        except Retry:
-            self._finish(run, TaskStatus.RETRYING)
+        except Retry as retry:  # its message waits in Redis until when (scheduler.py)
+            when = retry.when
+            due = _due_epoch(when, None) if isinstance(when, int | float) else _due_epoch(None, when)
+            self._finish(run, TaskStatus.RETRYING, eta=_iso(due))
             raise
         except TaskReleasedError:
             if self._finish(run, TaskStatus.PENDING) is scripts.Finish.RECORDED:
@@ -369,8 +398,8 @@ class GuardedTask(Task):
             raise Ignore()  # another holder took over: its outcome is the one recorded
         return result
 
-    def _finish(self, run: Run, status: TaskStatus, result: Any = None, error: str | None = None
-                ) -> scripts.Finish:
+    def _finish(self, run: Run, status: TaskStatus, result: Any = None, error: str | None = None,
+                eta: str | None = None) -> scripts.Finish:
         """Record the outcome and release the lock in one round trip.
 
         Safe to re-send, so a Redis that does not answer is retried for at least FINISH_RETRY_S
@@ -381,7 +410,7 @@ class GuardedTask(Task):
         task_id, claim, running = run.task_id, run.claim, run.record
         live = status in (TaskStatus.RETRYING, TaskStatus.PENDING)
         record = running.replace(
-            status=status, result=result, error=error,
+            status=status, result=result, error=error, eta=eta or running.eta,
             progress=100 if status is TaskStatus.COMPLETED else running.progress,
             finished_at=None if live else now_iso(),
         )
@@ -468,12 +497,13 @@ class GuardedTask(Task):
         priority = (request.delivery_info or {}).get("priority")
         now = now_iso()
         return TaskRecord(
-            task_id=request.id, task_type=self.name,
+            task_id=request.id, task_type=self.task_type_of(args, kwargs),
             task_data=self.task_data_of(args, kwargs),
             priority=TaskPriority.NORMAL if priority is None else priority,
             status=TaskStatus.RUNNING, retries=request.retries or 0,
             created_at=self._header(CREATED_AT_HEADER) or now, started_at=now,
             worker=worker_nodename(request), user_id=self._header(USER_ID_HEADER),
+            eta=self._header(ETA_HEADER),
         )
 
     def _header(self, name: str) -> Any:

@@ -16,6 +16,8 @@ key                        type    content
 ``P:api_live:{user_id}``    zset    a non-staff API user's places under the live-task limit
 ``P:idem:{type}:{user}:{h}``  string  an idempotency key's first task: ``"<task id> <fingerprint>"``;
                                    h = sha256 of the key; expires with that task's record
+``P:scheduled``             zset    delayed messages by due time (scheduler.py): member = a token
+``P:scheduled:messages``    hash    token → ``{"task_id", "list", "message"}``, the message to push
 ``P:nodes``                 set     names of worker nodes that registered (nodes.py)
 ``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
@@ -106,3 +108,13 @@ def result_channel(task_id: str) -> str:
 
 #: The backend result_channel last read its prefix from, and that prefix (None: no channel).
 _channel_prefix: list = [None, None]
+
+
+def scheduled_key() -> str:
+    """Delayed messages waiting for their due time: tokens scored by due epoch (scheduler.py)."""
+    return f"{_prefix()}:scheduled"
+
+
+def scheduled_messages_key() -> str:
+    """The delayed messages themselves, by token: ``{"task_id", "list", "message"}`` JSON."""
+    return f"{_prefix()}:scheduled:messages"

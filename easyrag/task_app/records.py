@@ -72,6 +72,7 @@ class TaskRecord:
     finished_at: str | None = None
     worker: str | None = None
     user_id: Any = None
+    eta: str | None = None  # a delayed task's due time (ISO 8601); None when it starts at once
 
     def to_dict(self) -> dict[str, Any]:
         """The record's fields as stored: status as its string, priority as its int.

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -304,45 +305,62 @@ return 1
 
 SUBMIT = """
 -- submit: a task in one atomic step: the queue bound, the idempotency key, the broker message
--- (built by kombu, pushed here: submission.py) and the PENDING record with its counters and index
+-- (built by kombu, handed over here: submission.py) and the PENDING record with its counters and
+-- index.  A message due later waits in the scheduled set instead of the broker (scheduler.py).
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
 -- KEYS[4] the broker list the message goes onto   KEYS[5] the owner's index (a sorted set)
--- KEYS[6] the idempotency key                     KEYS[7..] the queue's lists, for the bound
+-- KEYS[6] the idempotency key                     KEYS[7] scheduled zset  KEYS[8] scheduled messages
+-- KEYS[9..] the queue's lists, for the bound
 -- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
 -- ARGV[3] task id         ARGV[4] created (epoch s)  ARGV[5] drop index entries created before
--- ARGV[6] this call's token                       ARGV[7] the message, as kombu serialised it
+-- ARGV[6] this call's token (also the scheduled entry's)
+-- ARGV[7] the message, as kombu serialised it
 -- ARGV[8] queue bound (0: none)                   ARGV[9] '1': index the task under its owner
 -- ARGV[10] the request's fingerprint for the idempotency key ('': no key)
--- returns {'NEW'} queued and recorded (or a re-send of this call) · {'KNOWN'} queued, the id
---   was recorded before (a re-publish: its guard decides) · {'SAME', id} the key's first task:
---   nothing queued · {'CONFLICT', id} the key was used for another request: nothing queued ·
---   {'FULL', waiting} the bound is reached: nothing queued
+-- ARGV[11] due (epoch s; '' or not after ARGV[12]: now)                ARGV[12] now (epoch s)
+-- ARGV[13] '1': a known task's message again (a retry, a deferral): the message only
+-- returns {'NEW'} queued (or scheduled) and recorded, or a re-send of this call · {'KNOWN'}
+--   queued or scheduled; the id was recorded before (its guard decides at claim) · {'SAME', id}
+--   the key's first task: nothing queued · {'CONFLICT', id} the key was used for another request:
+--   nothing queued · {'FULL', waiting} the bound is reached: nothing queued
 local guard = redis.call('HMGET', KEYS[1], 'state', 'submitted_by')
 if guard[2] == ARGV[6] then
   return {'NEW'}
 end
-if ARGV[10] ~= '' then
-  local first = redis.call('GET', KEYS[6])
-  if first then
-    local id, fingerprint = string.match(first, '^(%S+) (%S+)$')
-    if fingerprint == ARGV[10] then
-      return {'SAME', id}
+local delayed = ARGV[11] ~= '' and tonumber(ARGV[11]) > tonumber(ARGV[12])
+if ARGV[13] ~= '1' then
+  if ARGV[10] ~= '' then
+    local first = redis.call('GET', KEYS[6])
+    if first then
+      local id, fingerprint = string.match(first, '^(%S+) (%S+)$')
+      if fingerprint == ARGV[10] then
+        return {'SAME', id}
+      end
+      return {'CONFLICT', id}
     end
-    return {'CONFLICT', id}
+  end
+  local bound = tonumber(ARGV[8])
+  if bound > 0 and not delayed then  -- the bound counts what waits in the broker
+    local waiting = 0
+    for i = 9, #KEYS do
+      waiting = waiting + redis.call('LLEN', KEYS[i])
+    end
+    if waiting >= bound then
+      return {'FULL', waiting}
+    end
   end
 end
-local bound = tonumber(ARGV[8])
-if bound > 0 then
-  local waiting = 0
-  for i = 7, #KEYS do
-    waiting = waiting + redis.call('LLEN', KEYS[i])
-  end
-  if waiting >= bound then
-    return {'FULL', waiting}
-  end
+if delayed then
+  redis.call('ZADD', KEYS[7], ARGV[11], ARGV[6])
+  redis.call('HSET', KEYS[8], ARGV[6],
+             cjson.encode({task_id = ARGV[3], list = KEYS[4], message = ARGV[7]}))
+else
+  redis.call('LPUSH', KEYS[4], ARGV[7])
 end
-redis.call('LPUSH', KEYS[4], ARGV[7])
-if guard[1] or redis.call('EXISTS', KEYS[2]) == 1 then  -- live, or final (its guard is gone)
+if ARGV[13] == '1' or guard[1] or redis.call('EXISTS', KEYS[2]) == 1 then  -- live, or final
+  if delayed and guard[1] then
+    redis.call('HSET', KEYS[1], 'scheduled', ARGV[6])  -- a cancel takes it out of the set
+  end
   return {'KNOWN'}
 end
 if ARGV[9] == '1' then
@@ -351,6 +369,9 @@ if ARGV[9] == '1' then
   redis.call('EXPIRE', KEYS[5], ARGV[2])
 end
 redis.call('HSET', KEYS[1], 'state', 'PENDING', 'fence', 0, 'submitted_by', ARGV[6])
+if delayed then
+  redis.call('HSET', KEYS[1], 'scheduled', ARGV[6])
+end
 if ARGV[10] ~= '' then  -- no expiry while the task lives: it ends with the record (ENDED)
   redis.call('SET', KEYS[6], ARGV[3] .. ' ' .. ARGV[10])
   redis.call('HSET', KEYS[1], 'idem', KEYS[6])
@@ -361,6 +382,29 @@ redis.call('HINCRBY', KEYS[3], 'pending', 1)
 return {'NEW'}
 """
 
+PROMOTE = """
+-- promote: move the delayed messages that are due onto their broker lists, each exactly once
+-- KEYS[1] scheduled zset  KEYS[2] scheduled messages hash
+-- ARGV[1] now (epoch s)   ARGV[2] at most this many   ARGV[3] the guard key prefix ('P:guard:')
+-- returns the number of messages pushed.  A message whose task has ended (no guard: cancelled,
+-- or finished by another copy) is dropped instead.
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local pushed = 0
+for _, token in ipairs(due) do
+  local entry = redis.call('HGET', KEYS[2], token)
+  redis.call('ZREM', KEYS[1], token)
+  redis.call('HDEL', KEYS[2], token)
+  if entry then
+    local scheduled = cjson.decode(entry)
+    if redis.call('EXISTS', ARGV[3] .. scheduled.task_id) == 1 then
+      redis.call('LPUSH', scheduled.list, scheduled.message)
+      pushed = pushed + 1
+    end
+  end
+end
+return pushed
+"""
+
 CANCEL = f"""
 -- cancel: end a task from outside its run, or ask its holder to stop
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash   KEYS[4] lock key
@@ -369,6 +413,7 @@ CANCEL = f"""
 -- ARGV[5] owner prefix ('node:') of a holder known to be dead (Celery killed it: terminate, hard
 --   time limit), or '' when the holder may be alive
 -- ARGV[6] the task's result channel ('': publish nothing)
+-- KEYS[5] scheduled zset  KEYS[6] scheduled messages: a delayed task's entry goes with it
 -- returns 1 ended now · 2 running: its holder will cancel it · 0 already final · -1 unknown
 -- A waiting task, and a running one whose holder is dead (its lock expired, or ARGV[5] names it),
 -- ends at once: atomic against CLAIM, so it can never race a start.  A re-send finds its answer in
@@ -402,6 +447,11 @@ if reply == 2 then
 end
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', KEYS[4])
+local scheduled = redis.call('HGET', KEYS[1], 'scheduled')
+if scheduled then
+  redis.call('ZREM', KEYS[5], scheduled)
+  redis.call('HDEL', KEYS[6], scheduled)
+end
 redis.call('HINCRBY', KEYS[3], s == 'RUNNING' and 'running' or 'pending', -1)
 redis.call('HINCRBY', KEYS[3], COUNTER[ARGV[4]], 1)
 ended(KEYS[1], ARGV[2], ARGV[6], ARGV[1])
@@ -588,6 +638,8 @@ class Submission:
     idempotency_key: str = ""  # the Redis key (keys.idempotency_key), '' for none
     fingerprint: str = ""  # of the request, compared on a repeat of the key
     token: str = dataclasses.field(default_factory=lambda: new_token())
+    due: float | None = None  # epoch seconds of a delayed start (None: now)
+    republish: bool = False  # a known task's message again (retry, deferral): no record written
 
 
 def submit(client: redis.Redis, submission: Submission, broker_list: str, queue_lists: list[str],
@@ -599,12 +651,22 @@ def submit(client: redis.Redis, submission: Submission, broker_list: str, queue_
     unused = keys.counters_key()  # stands in for an absent owner index or key: ARGV says so
     reply = _script(client, SUBMIT)(
         keys=[keys.guard_key(submission.task_id), keys.record_key(submission.task_id), keys.counters_key(),
-              broker_list, owner_index or unused, submission.idempotency_key or unused, *queue_lists],
+              broker_list, owner_index or unused, submission.idempotency_key or unused,
+              keys.scheduled_key(), keys.scheduled_messages_key(), *queue_lists],
         args=[submission.pending_json, record_ttl, submission.task_id, repr(submission.created),
               repr(submission.created - record_ttl), submission.token, message, submission.queue_bound,
-              "1" if owner_index else "", submission.fingerprint if submission.idempotency_key else ""],
+              "1" if owner_index else "", submission.fingerprint if submission.idempotency_key else "",
+              "" if submission.due is None else repr(submission.due), repr(time.time()),
+              "1" if submission.republish else ""],
         client=client)
     return Submitted(_text(reply[0])), _text(reply[1]) if len(reply) > 1 else ""
+
+
+def promote(client: redis.Redis, now: float, limit: int = 100) -> int:
+    """Run PROMOTE (one round trip): push up to ``limit`` due delayed messages; how many were."""
+    prefix = keys.guard_key("")
+    return int(_script(client, PROMOTE)(keys=[keys.scheduled_key(), keys.scheduled_messages_key()],
+                                        args=[repr(now), limit, prefix], client=client))
 
 
 class Cancel(enum.Enum):
@@ -621,7 +683,7 @@ def cancel(client: redis.Redis, task_id: str, final_json: str, record_ttl: int, 
     """Run CANCEL (one round trip); safe to re-send with the same ``token``."""
     reply = _script(client, CANCEL)(
         keys=[keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key(),
-              keys.task_lock_key(task_id)],
+              keys.task_lock_key(task_id), keys.scheduled_key(), keys.scheduled_messages_key()],
         args=[final_json, record_ttl, token, state, dead_owner_prefix, keys.result_channel(task_id)],
         client=client)
     return Cancel(int(reply))

@@ -126,6 +126,7 @@ class StatsSerializer(serializers.Serializer):
     cancelled_tasks = serializers.IntegerField()
     timeout_tasks = serializers.IntegerField()
     queue_size = serializers.IntegerField()
+    scheduled_tasks = serializers.IntegerField(help_text="delayed tasks waiting in Redis for their time")
     queue_sizes = serializers.DictField(child=serializers.IntegerField())
     workers = serializers.DictField(child=WorkerStatsSerializer())
     instance_id = serializers.CharField()

@@ -10,6 +10,7 @@ from celery import current_app
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.task_app import keys, queues
 from easyrag.task_app.nodes import live_nodes
+from easyrag.task_app.scheduler import scheduled_count
 
 
 def _ask_nodes(nodes: list[str], timeout: float) -> dict[str, dict[str, int]]:
@@ -42,5 +43,5 @@ def get_task_stats(instance_id: str, inspect_timeout: float = 0.5) -> dict[str, 
     workers = _ask_nodes(nodes, inspect_timeout)
     stats: dict[str, Any] = {f"{name}_tasks": int(counters.get(name, 0)) for name in COUNTER_NAMES}
     stats.update(queue_size=sum(queue_sizes.values()), queue_sizes=queue_sizes, workers=workers,
-                 instance_id=instance_id)
+                 instance_id=instance_id, scheduled_tasks=scheduled_count(client))
     return stats

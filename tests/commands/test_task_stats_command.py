@@ -35,8 +35,9 @@ def test_table_shows_the_counts_and_queue_lengths():
     call_command("task_stats", stdout=out)
     rows = [[int(n) for n in re.findall(r"\d+", line)] for line in out.getvalue().splitlines()
             if line.startswith("│")]
-    # total, pending, running, completed, failed, cancelled, timeout; then URGENT, HIGH, NORMAL, LOW
-    assert rows == [[3, 3, 0, 0, 0, 0, 0], [1, 0, 0, 2]], out.getvalue()
+    # total, pending, running, completed, failed, cancelled, timeout, scheduled; then URGENT, HIGH,
+    # NORMAL, LOW
+    assert rows == [[3, 3, 0, 0, 0, 0, 0, 0], [1, 0, 0, 2]], out.getvalue()
 
 
 def test_watch_refreshes_in_place_until_ctrl_c(tmp_path):

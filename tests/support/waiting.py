@@ -28,3 +28,13 @@ def wait_final(task_id: str, timeout: float = 15):
 
     return wait_until(lambda: (task := get_task_status(task_id)) and task.status.is_final and task,
                       timeout=timeout, message=f"task {task_id} to finish")
+
+
+def wait_django_result(result, timeout: float = 20):
+    """A Django TaskResult, refreshed until it is finished (SUCCESSFUL or FAILED)."""
+    def finished() -> bool:
+        result.refresh()
+        return result.is_finished
+
+    wait_until(finished, timeout=timeout, message=f"django task {result.id} to finish")
+    return result

@@ -13,7 +13,7 @@ from rich.table import Table
 
 from easyrag.task_app.async_task_framework import get_task_stats
 
-COUNTS = ("total", "pending", "running", "completed", "failed", "cancelled", "timeout")
+COUNTS = ("total", "pending", "running", "completed", "failed", "cancelled", "timeout", "scheduled")
 
 
 def render(stats: dict[str, Any]) -> Group:
