@@ -207,6 +207,9 @@ TASK_OPTIONS: tuple[Option, ...] = (
     Option("ASYNC_TASK_API_MAX_DATA_BYTES", "api_max_data_bytes", positive_int, 64 * 1024,
            "cap on the JSON task_data of a REST API submission, in bytes (Python: "
            "ASYNC_TASK_MAX_DATA_BYTES)"),
+    Option("ASYNC_TASK_METRICS_TOKEN", "metrics_token", _text, "",
+           "bearer token that may read /metrics besides staff users (Authorization: Bearer ...); "
+           "empty = staff only"),
     Option("ASYNC_TASK_CHUNK_SIZE", "chunk_size", positive_int, 1000,
            "document chunk size, in characters"),
     Option("ASYNC_TASK_CHUNK_OVERLAP", "chunk_overlap", non_negative_int, 100,
@@ -350,6 +353,7 @@ class Config:
     api_task_types: tuple[str, ...]
     api_user_limit: int
     api_max_data_bytes: int
+    metrics_token: str
     chunk_size: int
     chunk_overlap: int
     max_upload_bytes: int

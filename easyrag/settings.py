@@ -26,6 +26,7 @@ INSTALLED_APPS = [
     "easyrag.task_app",
     "easyrag.legacy",
     "easyrag.documents",
+    "easyrag.dashboard",
 ]
 
 MIDDLEWARE = [
@@ -70,6 +71,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# The staff dashboard's pages send anonymous visitors to the admin's login page.
+LOGIN_URL = "/admin/login/"
 MEDIA_URL = "media/"
 MEDIA_ROOT = config.django_value("MEDIA_ROOT")
 

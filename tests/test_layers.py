@@ -20,10 +20,11 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "task_app.result_backend", "task_app.scheduler"),
     ("task_app.base_task", "task_app.interruptions"),
     ("task_app.task_handlers", "task_app.task_data", "task_app.django_tasks"),
-    ("task_app.validation", "task_app.stats", "task_app.owners", "task_app.framework", "task_app.throttling"),
+    ("task_app.validation", "task_app.stats", "task_app.owners", "task_app.framework", "task_app.throttling",
+     "task_app.metrics", "task_app.overview"),
     ("task_app.async_task_framework",),
     ("task_app.serializers", "task_app.views", "task_app.urls", "task_app.apps", "task_app.management",
-     "celery", "urls"),
+     "celery", "urls", "dashboard"),
     ("demo", "demo_samples"),
 )
 #: The legacy consumer stands apart: these are all it may import besides itself.
@@ -32,6 +33,8 @@ LEGACY_MAY_IMPORT = ("easyrag.config", "easyrag.common.redis_utils", "easyrag.le
 LEGACY_BRIDGES = {"easyrag.legacy.forward": ("easyrag.task_app.async_task_framework",
                                              "easyrag.task_app.task_handlers"),
                   "easyrag.legacy.celery_handler": ("easyrag.task_app.async_task_framework",)}
+#: ...and the one way in from outside: the staff dashboard reads and moves dead letters.
+INTO_LEGACY = {"easyrag.dashboard.views": ("easyrag.legacy.dead_letters", "easyrag.legacy.errors")}
 
 
 def _module_name(path: Path) -> str:
@@ -112,7 +115,8 @@ def test_the_legacy_consumer_stands_apart_and_only_its_bridges_reach_the_facade(
         arrows += [f"{module} imports {t}" for t in targets if not t.startswith(allowed)]
     assert arrows == []
     into_legacy = [f"{m} imports {t}" for m, targets in _graph("easyrag").items()
-                   if not m.startswith("easyrag.legacy") for t in targets if t.startswith("easyrag.legacy")]
+                   if not m.startswith("easyrag.legacy") for t in targets if t.startswith("easyrag.legacy")
+                   and t not in INTO_LEGACY.get(m, ())]
     assert into_legacy == []
 
 

@@ -8,6 +8,7 @@ consumer's processing list and removed only when it is finished (or dead-lettere
     errors.py          the error tree: LegacyConsumerError and its kinds, the per-item errors
     lists.py           every key and the Lua steps on the source, processing and dead-letter lists
     items.py           the item format: parsing a taken item, the dead-letter record, its log form
+    dead_letters.py    listing, requeueing and deleting dead letters (the dashboard's, synchronous)
     options.py         ConsumerOptions (the flags) and ConsumerReport (what a run did)
     lease.py           one running consumer per consumer name
     retry.py           riding out a Redis outage for up to the retry window

@@ -12,6 +12,8 @@
 ``InvalidItemError`` (a ``ValueError``, not fatal) names what is wrong with one async_command item;
 its text is the ``error`` of the item's dead letter.  So does ``TaskTypeNotAllowedError``, for an
 item --forward would submit as a task type --forward-types does not allow.
+``DeadLetterNotRequeueableError`` (a ``ValueError``) says why a dead letter cannot be put back on
+its list (dead_letters.py): it keeps only part of its item, or is no letter at all.
 
 The consumer stands apart from the task layer, so these do not derive from its
 ``TaskFrameworkError``; the errors of a --forward submission are the facade's own.
@@ -50,3 +52,7 @@ class InvalidItemError(ValueError):
 
 class TaskTypeNotAllowedError(ValueError):
     """--forward would submit an item as a task type that --forward-types does not allow."""
+
+
+class DeadLetterNotRequeueableError(ValueError):
+    """A dead letter cannot be put back on its list; the message says why (nothing was written)."""

@@ -43,7 +43,7 @@ import os
 import time
 import traceback
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -149,6 +149,7 @@ class Run:
     record: TaskRecord
     renewal: Renewal | None = None
     outcome: scripts.Finish | None = None
+    began: float = field(default_factory=time.monotonic)  # the runtime histogram's start
 
     async def report_progress(self, percent: int, message: str) -> None:
         """Record ``percent`` and ``message``: one PROGRESS round trip sending only the record's
@@ -233,7 +234,7 @@ class GuardedTask(Task):
             )
             key = keys.idempotency_key(self.name, record.user_id, idempotency_key) if idempotency_key else ""
             new_task = scripts.Submission(task_id, record.to_json(), record.user_id, time.time(),
-                                          queue_bound, key, fingerprint, due=due)
+                                          queue_bound, key, fingerprint, due=due, task_type=record.task_type)
         connection = options.pop("connection", None)
         with submission.submitting(new_task, waiter) as pending:
             # Our producer, whatever the caller passed (a group's, a batch's): only its channel
@@ -310,7 +311,7 @@ class GuardedTask(Task):
                 defer_ttl_ms=config.visibility_timeout * 1000, retries=request.retries or 0,
                 guarded_publish=self._header(GUARDED_HEADER) is not None, now=time.time(),
                 expires=None if expires is None else float(expires), expired_json=expired_json,
-                record_ttl=config.result_ttl,
+                record_ttl=config.result_ttl, task_type=running.task_type,
             )
         except redis.RedisError as error:
             logger.warning("task %s (%s): could not claim (%s); the message goes back to the queue",
@@ -420,13 +421,15 @@ class GuardedTask(Task):
         # A cancel requested while this run was failing or being released ends the task instead.
         cancelled = (running.replace(status=TaskStatus.CANCELLED, message="cancelled", finished_at=now_iso())
                      if live else None)
+        runtime = time.monotonic() - run.began  # not the time spent retrying FINISH
         deadline = time.monotonic() + max(FINISH_RETRY_S, 2 * config.visibility_timeout)
         while True:
             try:
                 outcome = scripts.finish(
                     get_redis_instance(), task_id, claim.lock_value, status.value, record.to_json(),
                     config.result_ttl, cancelled.to_json() if cancelled else "",
-                    next_retries=(self.request.retries or 0) + 1)
+                    next_retries=(self.request.retries or 0) + 1, task_type=running.task_type,
+                    runtime=runtime)
                 break
             except (redis.RedisError, SoftTimeLimitExceeded) as failure:  # FINISH first, always
                 if time.monotonic() > deadline:

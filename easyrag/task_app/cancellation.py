@@ -36,7 +36,8 @@ def end_task(task_id: str, status: TaskStatus = TaskStatus.CANCELLED, message: s
                                                error=error)
     outcome = scripts.cancel(client, task_id, final.to_json(), get_config().result_ttl, scripts.new_token(),
                              state=status.value,
-                             dead_owner_prefix=f"{killed_on_node}:" if killed_on_node else "")
+                             dead_owner_prefix=f"{killed_on_node}:" if killed_on_node else "",
+                             task_type=final.task_type)
     if outcome is scripts.Cancel.ENDED:
         logger.info("task %s (%s): %s", task_id, final.task_type, message)
     elif outcome is scripts.Cancel.ASKED:

@@ -35,14 +35,14 @@ from django.utils.module_loading import import_string
 from easyrag.common.redis_utils import get_redis_instance
 from easyrag.config import get_config
 from easyrag.task_app import keys
-from easyrag.task_app.base_task import GuardedTask, Run
+from easyrag.task_app.base_task import CREATED_AT_HEADER, GuardedTask, Run
 from easyrag.task_app.exceptions import (
     PermanentTaskError,
     TaskCancelledError,
     TaskReleasedError,
     TaskTimeoutError,
 )
-from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus
+from easyrag.task_app.records import TaskPriority, TaskRecord, TaskStatus, now_iso
 from easyrag.task_app.runner import run_coroutine
 
 try:  # Django >= 6.0
@@ -148,11 +148,15 @@ class GuardedTaskBackend(BaseTaskBackend):
             options["queue"] = task.queue_name
         if task.run_after is not None:
             options["eta"] = task.run_after
-        published = runner.apply_async(kwargs={
-            "module_path": task.module_path, "args": list(args), "kwargs": dict(kwargs),
-            "takes_context": task.takes_context, "backend": self.alias, "max_retries": self.max_retries,
-        }, **options)
-        result = self.get_result(published.id, task=task)
+        call = {"module_path": task.module_path, "args": list(args), "kwargs": dict(kwargs),
+                "takes_context": task.takes_context, "backend": self.alias, "max_retries": self.max_retries}
+        created = now_iso()
+        published = runner.apply_async(kwargs=call, headers={CREATED_AT_HEADER: created}, **options)
+        # The READY result as SUBMIT recorded it, built here: reading the record back would cost a
+        # round trip, and could find a worker already running the task.
+        pending = TaskRecord(task_id=published.id, task_type=task.module_path, task_data=call,
+                             created_at=created)
+        result = task_result_of(task, pending, self.alias)
         task_enqueued.send(type(self), task_result=result)
         return result
 

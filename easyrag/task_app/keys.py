@@ -12,6 +12,13 @@ key                        type    content
 ``P:defer:{id}``           string  token of the one live deferral message of a busy task; TTL V
 ``P:counters``              hash    total, pending, running, completed, failed, cancelled, timeout;
                                    crashes (crashed executions, cumulative)
+``P:metrics``               hash    per task type, cumulative: ``<metric>|<type>`` for sent,
+                                   started, succeeded, failed, retried, revoked, timeouts, crashes;
+                                   ``runtime|<le>|<type>`` and ``runtime_sum|<type>`` (the runtime
+                                   histogram, metrics.py); duplicate_deliveries
+``P:recent``                zset    ids of the newest RECENT_TASKS_KEPT tasks, by creation time
+``P:recent:failed``         zset    ids of the newest RECENT_FAILURES_KEPT failed or timed-out tasks,
+                                   by the time they ended
 ``P:owner:{user_id}``       zset    ids of the tasks submitted with this user_id, by creation time
 ``P:api_live:{user_id}``    zset    a non-staff API user's places under the live-task limit
 ``P:idem:{type}:{user}:{h}``  string  an idempotency key's first task: ``"<task id> <fingerprint>"``;
@@ -19,7 +26,10 @@ key                        type    content
 ``P:scheduled``             zset    delayed messages by due time (scheduler.py): member = a token
 ``P:scheduled:messages``    hash    token → ``{"task_id", "list", "message"}``, the message to push
 ``P:nodes``                 set     names of worker nodes that registered (nodes.py)
-``P:node:{name}``           string  a node's heartbeat; expires 10 s after its last beat
+``P:node:{name}``           string  a node's heartbeat, ``{"active", "processed"}``; expires 10 s
+                                   after its last beat
+``P:nodes:lost``            zset    nodes whose heartbeat stopped without a warm stop, by when
+                                   that was noticed; reported down for an hour
 ``lock:async_task:task:{id}``      the running task's lock, ``"<fence>:<owner>"`` (lock.py)
 =========================  ======  ==============================================================
 
@@ -70,9 +80,36 @@ def nodes_key() -> str:
     return f"{_prefix()}:nodes"
 
 
+def lost_nodes_key() -> str:
+    """Nodes that died without a warm stop, by the time it was noticed (a sorted set)."""
+    return f"{_prefix()}:nodes:lost"
+
+
 def node_key(nodename: str) -> str:
     """One worker node's heartbeat; it expires 10 s after the last beat."""
     return f"{_prefix()}:node:{nodename}"
+
+
+def metrics_key() -> str:
+    """The cumulative per-task-type counters and runtime histogram of /metrics (a hash)."""
+    return f"{_prefix()}:metrics"
+
+
+#: Tasks the recent-tasks index keeps (the dashboard reads its newest; older ids are trimmed by
+#: the step that adds one, so the index never needs a scan or a sweeper).
+RECENT_TASKS_KEPT = 1000
+#: Failed or timed-out tasks the recent-failures index keeps.
+RECENT_FAILURES_KEPT = 200
+
+
+def recent_key() -> str:
+    """The newest tasks of the whole cluster, by creation time (a sorted set of ids)."""
+    return f"{_prefix()}:recent"
+
+
+def recent_failures_key() -> str:
+    """The newest failed or timed-out tasks, by the time they ended (a sorted set of ids)."""
+    return f"{_prefix()}:recent:failed"
 
 
 def owner_index_key(user_id: object) -> str:

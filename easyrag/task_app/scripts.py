@@ -47,10 +47,44 @@ COUNTER_OF_STATE = {
     TaskStatus.FAILED: "failed", TaskStatus.CANCELLED: "cancelled", TaskStatus.TIMEOUT: "timeout",
 }
 
+#: The per-name metrics (``P:metrics``, fields ``<metric>|<task type>``) each state a task moves into
+#: adds one to, in celery-exporter's terms: a TIMEOUT is a failure to Celery (AsyncResult says
+#: FAILURE), and counted apart as well.
+METRICS_OF_STATE = {
+    TaskStatus.COMPLETED: ("succeeded",), TaskStatus.FAILED: ("failed",),
+    TaskStatus.TIMEOUT: ("failed", "timeouts"), TaskStatus.CANCELLED: ("revoked",),
+    TaskStatus.RETRYING: ("retried",),
+}
+#: Final states whose task joins the recent failures (``P:recent:failed``) the dashboard lists.
+FAILURE_STATES = (TaskStatus.FAILED, TaskStatus.TIMEOUT)
+#: Upper bounds (seconds) of the runtime histogram's buckets: Prometheus' default buckets, then
+#: the minutes a document parse or an embedding run takes.  Fixed: a scrape adds them up.
+RUNTIME_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+                   30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0, float("inf"))
+
 # Lua fragments generated from the Python constants, so the two can never disagree.
 TERMINAL = " or ".join(f"s == '{state.value}'" for state in sorted(FINAL_STATUSES))
 COUNTERS = ("local COUNTER = {"
             + ", ".join(f"{state.value} = '{name}'" for state, name in COUNTER_OF_STATE.items()) + "}\n")
+# The metrics of a state change, by task type; a failure also joins the newest failures' index.
+METRICS = ("local METRICS = {"
+           + ", ".join(f"{state.value} = {{" + ", ".join(f"'{name}'" for name in names) + "}"
+                       for state, names in METRICS_OF_STATE.items()) + "}\n"
+           + """local function count(hash, state, name)
+  for _, metric in ipairs(METRICS[state] or {}) do
+    redis.call('HINCRBY', hash, metric .. '|' .. name, 1)
+  end
+end
+local function newest(index, score, task_id, kept)
+  redis.call('ZADD', index, score, task_id)
+  redis.call('ZREMRANGEBYRANK', index, 0, -tonumber(kept) - 1)
+end
+local function note_failure(index, state, score, task_id, kept)
+  if """ + " or ".join(f"state == '{state.value}'" for state in FAILURE_STATES) + """ then
+    newest(index, score, task_id, kept)
+  end
+end
+""")
 # A final state ends the guard: the final record (written with its TTL by the caller) is then the
 # task's one key.  The task's idempotency key gets the record's TTL, and Celery's result consumers
 # wake: the record is published on the task's result channel, which RecordBackend
@@ -81,7 +115,7 @@ end
 CLAIM = f"""
 -- claim: take a task's lock and mark it RUNNING, unless it finished or a live holder runs it
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] defer marker
--- KEYS[5] counters hash
+-- KEYS[5] counters hash   KEYS[6] metrics hash    KEYS[7] recent tasks (zset)
 -- ARGV[1] owner, unique per delivery (also this call's token)         ARGV[2] lock ttl (ms)
 -- ARGV[3] RUNNING record JSON                     ARGV[4] deferral token this message carries ('')
 -- ARGV[5] a fresh deferral token                  ARGV[6] defer marker ttl (ms)
@@ -89,12 +123,27 @@ CLAIM = f"""
 -- ARGV[9] now (epoch s)   ARGV[10] must start before (epoch s, '' = no expiry)
 -- ARGV[11] CANCELLED record JSON for an expired start ('')            ARGV[12] record ttl (s)
 -- ARGV[13] the task's result channel ('': publish nothing)
+-- ARGV[14] the task type (the metrics' name)      ARGV[15] recent tasks kept
+-- ARGV[16] the task id
 -- returns {{'OK', lock value, crashes, cancel flag, retries}} claimed ·
 --   {{'BUSY', pttl ms, 'DEFER'|'DROP'}} a live holder runs it: DEFER = this message must re-publish
 --   itself, DROP = a live deferral exists · {{'DONE', state}} finished or cancelled ·
 --   {{'GONE'}} finished so long ago that its record expired · {{'STALE'}} a copy of an attempt
 --   before the current retry · {{'EXPIRED'}} never started, and now past its expiry: CANCELLED
-{ENDED}{RECORDED_STATE}
+-- A copy it drops or defers (BUSY, DONE, GONE, STALE) counts one duplicate delivery: when it
+-- first meets the guard, not again as a deferral (which carries a token), and never the next
+-- attempt's own message.
+{METRICS}{ENDED}{RECORDED_STATE}
+local function duplicate()
+  if ARGV[4] == '' then
+    redis.call('HINCRBY', KEYS[6], 'duplicate_deliveries', 1)
+  end
+end
+local function first_seen()  -- published the plain Celery way: sent, as far as anyone knows, now
+  redis.call('HINCRBY', KEYS[5], 'total', 1)
+  redis.call('HINCRBY', KEYS[6], 'sent|' .. ARGV[14], 1)
+  newest(KEYS[7], ARGV[9], ARGV[16], ARGV[15])
+end
 local guard = redis.call('HMGET', KEYS[1], 'state', 'crashes', 'cancel', 'owner', 'retries', 'fence')
 local s = guard[1]
 if s == 'RUNNING' and guard[4] == ARGV[1] then  -- a re-send of this very claim: answer it again
@@ -103,6 +152,7 @@ if s == 'RUNNING' and guard[4] == ARGV[1] then  -- a re-send of this very claim:
   return {{'OK', value, tonumber(guard[2] or '0'), guard[3] or '0', tonumber(guard[5] or '0')}}
 end
 if {TERMINAL} then  -- a final guard kept by an earlier version
+  duplicate()
   return {{'DONE', s}}
 end
 if not s then
@@ -111,9 +161,11 @@ if not s then
     if ARGV[11] ~= '' and record == ARGV[11] then
       return {{'EXPIRED'}}  -- a re-send of this very claim, which found it expired
     end
+    duplicate()
     return {{'DONE', final}}
   end
   if ARGV[8] == '1' then
+    duplicate()
     return {{'GONE'}}
   end
 end
@@ -124,6 +176,9 @@ if pttl ~= -2 then
   local marker = redis.call('GET', KEYS[4])
   -- A message of a later attempt than the running one is the retry's own message (published
   -- before the holder records RETRYING): it must survive, whatever deferral already exists.
+  if message_retries <= retries then
+    duplicate()
+  end
   if (not marker) or marker == ARGV[4] or marker == ARGV[5] or message_retries > retries then
     redis.call('SET', KEYS[4], ARGV[5], 'PX', ARGV[6])
     return {{'BUSY', pttl, 'DEFER'}}
@@ -131,6 +186,7 @@ if pttl ~= -2 then
   return {{'BUSY', pttl, 'DROP'}}
 end
 if s == 'RETRYING' and message_retries < retries then
+  duplicate()
   return {{'STALE'}}  -- the retry's own message (published before RETRYING was recorded) runs it
 end
 -- expires bounds the start: a task that never ran (fence 0) may expire, a started one never does
@@ -139,18 +195,20 @@ if ((not s) or guard[6] == '0') and ARGV[10] ~= '' and tonumber(ARGV[9]) > tonum
   if s then
     redis.call('HINCRBY', KEYS[5], 'pending', -1)
   else
-    redis.call('HINCRBY', KEYS[5], 'total', 1)
+    first_seen()
   end
   redis.call('HINCRBY', KEYS[5], 'cancelled', 1)
+  count(KEYS[6], 'CANCELLED', ARGV[14])
   ended(KEYS[1], ARGV[12], ARGV[13], ARGV[11])
   return {{'EXPIRED'}}
 end
 local crashes = tonumber(guard[2] or '0')
 if s == 'RUNNING' then  -- RUNNING and no lock: the last holder died without recording an outcome
   crashes = redis.call('HINCRBY', KEYS[1], 'crashes', 1)
-  redis.call('HINCRBY', KEYS[5], 'crashes', 1)  -- crashed executions, cluster-wide (metrics)
+  redis.call('HINCRBY', KEYS[5], 'crashes', 1)  -- crashed executions, cluster-wide
+  redis.call('HINCRBY', KEYS[6], 'crashes|' .. ARGV[14], 1)
 elseif not s then  -- published the plain Celery way (send_task): first seen here
-  redis.call('HINCRBY', KEYS[5], 'total', 1)
+  first_seen()
   redis.call('HINCRBY', KEYS[5], 'running', 1)
 else  -- PENDING or RETRYING
   redis.call('HINCRBY', KEYS[5], 'pending', -1)
@@ -167,6 +225,7 @@ redis.call('HDEL', KEYS[1], 'release')
 redis.call('PERSIST', KEYS[1])
 redis.call('SET', KEYS[3], ARGV[3])
 redis.call('DEL', KEYS[4])
+redis.call('HINCRBY', KEYS[6], 'started|' .. ARGV[14], 1)
 return {{'OK', value, crashes, guard[3] or '0', retries}}
 """
 
@@ -204,18 +263,23 @@ return 1
 FINISH = f"""
 -- finish: record a task's outcome and release its lock, if this holder's fence is still current
 -- KEYS[1] guard hash      KEYS[2] lock key        KEYS[3] record key      KEYS[4] counters hash
+-- KEYS[5] metrics hash    KEYS[6] recent failures (zset)
 -- ARGV[1] lock value      ARGV[2] new state (the two are this call's token)  ARGV[3] record JSON
 -- ARGV[4] record ttl (s)
 -- ARGV[5] for RETRYING or PENDING: the CANCELLED record JSON to write instead if a cancel was
 --   requested ('')        ARGV[6] for RETRYING: the retries of the next attempt
 -- ARGV[7] the task's result channel, published to on a final state ('': none)
+-- ARGV[8] the task type (the metrics' name)       ARGV[9] task id         ARGV[10] now (epoch s)
+-- ARGV[11] recent failures kept                   ARGV[12] the run's seconds
+-- ARGV[13] its runtime histogram bucket (upper bound, as the field names it)
 -- returns 1 recorded · 2 recorded CANCELLED instead (a cancel was requested) · 0 fenced out
 --   (another holder claimed since, or not RUNNING): nothing written
 -- A re-send finds its own answer: a live state's in the guard (done_by), a final state's in the
 -- record itself (the guard is gone, and the stored record is exactly the one this call wrote).
 -- New states: RETRYING (a retry message is already published), PENDING (released by a worker
 -- shutting down; its message goes back to the queue), or a final state.
-{COUNTERS}{ENDED}local guard = redis.call('HMGET', KEYS[1], 'state', 'fence', 'done_by', 'done_reply')
+{COUNTERS}{METRICS}{ENDED}
+local guard = redis.call('HMGET', KEYS[1], 'state', 'fence', 'done_by', 'done_reply')
 local call = ARGV[1] .. '|' .. ARGV[2]
 if guard[3] == call then  -- a re-send of this very finish: answer it again
   return tonumber(guard[4])
@@ -243,6 +307,12 @@ if (state == 'RETRYING' or state == 'PENDING') and ARGV[5] ~= ''
 end
 redis.call('HINCRBY', KEYS[4], 'running', -1)
 redis.call('HINCRBY', KEYS[4], COUNTER[state], 1)
+count(KEYS[5], state, ARGV[8])
+note_failure(KEYS[6], state, ARGV[10], ARGV[9], ARGV[11])
+if state == 'COMPLETED' then  -- the runtime histogram of succeeded tasks, as celery-exporter's
+  redis.call('HINCRBY', KEYS[5], 'runtime|' .. ARGV[13] .. '|' .. ARGV[8], 1)
+  redis.call('HINCRBYFLOAT', KEYS[5], 'runtime_sum|' .. ARGV[8], ARGV[12])
+end
 if state == 'RETRYING' or state == 'PENDING' then  -- still live: no expiry
   redis.call('HSET', KEYS[1], 'state', state, 'done_by', call, 'done_reply', outcome)
   redis.call('HDEL', KEYS[1], 'owner', 'release')
@@ -310,7 +380,8 @@ SUBMIT = """
 -- KEYS[1] guard hash      KEYS[2] record key      KEYS[3] counters hash
 -- KEYS[4] the broker list the message goes onto   KEYS[5] the owner's index (a sorted set)
 -- KEYS[6] the idempotency key                     KEYS[7] scheduled zset  KEYS[8] scheduled messages
--- KEYS[9..] the queue's lists, for the bound
+-- KEYS[9] metrics hash    KEYS[10] recent tasks (zset)
+-- KEYS[11..] the queue's lists, for the bound
 -- ARGV[1] PENDING record JSON                     ARGV[2] record ttl (s)
 -- ARGV[3] task id         ARGV[4] created (epoch s)  ARGV[5] drop index entries created before
 -- ARGV[6] this call's token (also the scheduled entry's)
@@ -319,6 +390,7 @@ SUBMIT = """
 -- ARGV[10] the request's fingerprint for the idempotency key ('': no key)
 -- ARGV[11] due (epoch s; '' or not after ARGV[12]: now)                ARGV[12] now (epoch s)
 -- ARGV[13] '1': a known task's message again (a retry, a deferral): the message only
+-- ARGV[14] the task type (the metrics' name)      ARGV[15] recent tasks kept
 -- returns {'NEW'} queued (or scheduled) and recorded, or a re-send of this call · {'KNOWN'}
 --   queued or scheduled; the id was recorded before (its guard decides at claim) · {'SAME', id}
 --   the key's first task: nothing queued · {'CONFLICT', id} the key was used for another request:
@@ -342,7 +414,7 @@ if ARGV[13] ~= '1' then
   local bound = tonumber(ARGV[8])
   if bound > 0 and not delayed then  -- the bound counts what waits in the broker
     local waiting = 0
-    for i = 9, #KEYS do
+    for i = 11, #KEYS do
       waiting = waiting + redis.call('LLEN', KEYS[i])
     end
     if waiting >= bound then
@@ -379,6 +451,9 @@ end
 redis.call('SET', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[3], 'total', 1)
 redis.call('HINCRBY', KEYS[3], 'pending', 1)
+redis.call('HINCRBY', KEYS[9], 'sent|' .. ARGV[14], 1)
+redis.call('ZADD', KEYS[10], ARGV[4], ARGV[3])
+redis.call('ZREMRANGEBYRANK', KEYS[10], 0, -tonumber(ARGV[15]) - 1)
 return {'NEW'}
 """
 
@@ -414,11 +489,15 @@ CANCEL = f"""
 --   time limit), or '' when the holder may be alive
 -- ARGV[6] the task's result channel ('': publish nothing)
 -- KEYS[5] scheduled zset  KEYS[6] scheduled messages: a delayed task's entry goes with it
+-- KEYS[7] metrics hash    KEYS[8] recent failures (zset)
+-- ARGV[7] the task type (the metrics' name)       ARGV[8] task id         ARGV[9] now (epoch s)
+-- ARGV[10] recent failures kept
 -- returns 1 ended now · 2 running: its holder will cancel it · 0 already final · -1 unknown
 -- A waiting task, and a running one whose holder is dead (its lock expired, or ARGV[5] names it),
 -- ends at once: atomic against CLAIM, so it can never race a start.  A re-send finds its answer in
 -- the guard (ASKED) or, once the task ended, in the record: exactly the one this call wrote.
-{COUNTERS}{ENDED}local guard = redis.call('HMGET', KEYS[1], 'state', 'cancelled_by', 'cancel_reply', 'owner')
+{COUNTERS}{METRICS}{ENDED}
+local guard = redis.call('HMGET', KEYS[1], 'state', 'cancelled_by', 'cancel_reply', 'owner')
 if guard[2] == ARGV[3] then  -- a re-send of this very call: answer it again
   return tonumber(guard[3])
 end
@@ -454,6 +533,8 @@ if scheduled then
 end
 redis.call('HINCRBY', KEYS[3], s == 'RUNNING' and 'running' or 'pending', -1)
 redis.call('HINCRBY', KEYS[3], COUNTER[ARGV[4]], 1)
+count(KEYS[7], ARGV[4], ARGV[7])
+note_failure(KEYS[8], ARGV[4], ARGV[9], ARGV[8], ARGV[10])
 ended(KEYS[1], ARGV[2], ARGV[6], ARGV[1])
 return 1
 """
@@ -469,6 +550,23 @@ if guard[1] ~= 'RUNNING' or not guard[2] or string.sub(guard[2], 1, #ARGV[1]) ~=
 end
 redis.call('HSET', KEYS[1], 'release', '1')
 return 1
+"""
+
+LOSE_NODES = """
+-- lose_nodes: take nodes whose heartbeat expired out of the registry, and note them lost
+-- KEYS[1] node registry (set)                     KEYS[2] lost nodes (zset)
+-- KEYS[3..] each node's heartbeat key             ARGV[1] now (epoch s)
+-- ARGV[2..] the node names, in KEYS' order
+-- returns the names moved.  A node whose heartbeat is back (it started again) or that left the
+-- registry meanwhile (a warm stop forgot it) is left alone.
+local moved = {}
+for i = 2, #ARGV do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 and redis.call('SREM', KEYS[1], ARGV[i]) == 1 then
+    redis.call('ZADD', KEYS[2], ARGV[1], ARGV[i])
+    moved[#moved + 1] = ARGV[i]
+  end
+end
+return moved
 """
 
 DROP_DEFER = """
@@ -528,14 +626,15 @@ class Claim:
 def claim(client: redis.Redis, task_id: str, owner: str, lock_ttl_ms: int, running_json: str,
           carried_defer_token: str, new_defer_token: str, defer_ttl_ms: int, retries: int,
           guarded_publish: bool, now: float, expires: float | None = None, expired_json: str = "",
-          record_ttl: int = 0) -> Claim:
+          record_ttl: int = 0, *, task_type: str) -> Claim:
     """Run CLAIM (one round trip).  ``owner`` must be unique per delivery: it is the call's token."""
     reply = _script(client, CLAIM)(
         keys=[keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-              keys.defer_key(task_id), keys.counters_key()],
+              keys.defer_key(task_id), keys.counters_key(), keys.metrics_key(), keys.recent_key()],
         args=[owner, lock_ttl_ms, running_json, carried_defer_token, new_defer_token, defer_ttl_ms,
               retries, "1" if guarded_publish else "", repr(now), "" if expires is None else repr(expires),
-              expired_json, record_ttl, keys.result_channel(task_id)],
+              expired_json, record_ttl, keys.result_channel(task_id), task_type, keys.RECENT_TASKS_KEPT,
+              task_id],
         client=client)
     outcome = ClaimOutcome(_text(reply[0]))
     if outcome is ClaimOutcome.DONE:
@@ -593,14 +692,23 @@ class Finish(enum.Enum):
     FENCED_OUT = 0  # another holder claimed since: its outcome stands; nothing written
 
 
+def runtime_bucket(seconds: float) -> str:
+    """The runtime histogram's bucket of a run of ``seconds``: its upper bound as a field names it."""
+    bound = next(bound for bound in RUNTIME_BUCKETS if seconds <= bound)
+    return "+Inf" if bound == float("inf") else repr(bound)
+
+
 def finish(client: redis.Redis, task_id: str, lock_value: str, state: str, record_json: str,
-           record_ttl: int, cancelled_json: str = "", next_retries: int = 0) -> Finish:
-    """Run FINISH (one round trip); safe to re-send (the lock value and state are the call's token)."""
+           record_ttl: int, cancelled_json: str = "", next_retries: int = 0, *, task_type: str,
+           runtime: float = 0.0) -> Finish:
+    """Run FINISH (one round trip); safe to re-send (the lock value and state are the call's token).
+    ``runtime``: seconds the run took, for the histogram of a COMPLETED task."""
     reply = _script(client, FINISH)(
         keys=[keys.guard_key(task_id), keys.task_lock_key(task_id), keys.record_key(task_id),
-              keys.counters_key()],
+              keys.counters_key(), keys.metrics_key(), keys.recent_failures_key()],
         args=[lock_value, state, record_json, record_ttl, cancelled_json, next_retries,
-              keys.result_channel(task_id)], client=client)
+              keys.result_channel(task_id), task_type, task_id, repr(time.time()),
+              keys.RECENT_FAILURES_KEPT, repr(runtime), runtime_bucket(runtime)], client=client)
     return Finish(int(reply))
 
 
@@ -640,6 +748,7 @@ class Submission:
     token: str = dataclasses.field(default_factory=lambda: new_token())
     due: float | None = None  # epoch seconds of a delayed start (None: now)
     republish: bool = False  # a known task's message again (retry, deferral): no record written
+    task_type: str = ""  # a new task's type: the name its metrics go under
 
 
 def submit(client: redis.Redis, submission: Submission, broker_list: str, queue_lists: list[str],
@@ -652,12 +761,13 @@ def submit(client: redis.Redis, submission: Submission, broker_list: str, queue_
     reply = _script(client, SUBMIT)(
         keys=[keys.guard_key(submission.task_id), keys.record_key(submission.task_id), keys.counters_key(),
               broker_list, owner_index or unused, submission.idempotency_key or unused,
-              keys.scheduled_key(), keys.scheduled_messages_key(), *queue_lists],
+              keys.scheduled_key(), keys.scheduled_messages_key(), keys.metrics_key(), keys.recent_key(),
+              *queue_lists],
         args=[submission.pending_json, record_ttl, submission.task_id, repr(submission.created),
               repr(submission.created - record_ttl), submission.token, message, submission.queue_bound,
               "1" if owner_index else "", submission.fingerprint if submission.idempotency_key else "",
               "" if submission.due is None else repr(submission.due), repr(time.time()),
-              "1" if submission.republish else ""],
+              "1" if submission.republish else "", submission.task_type, keys.RECENT_TASKS_KEPT],
         client=client)
     return Submitted(_text(reply[0])), _text(reply[1]) if len(reply) > 1 else ""
 
@@ -679,12 +789,14 @@ class Cancel(enum.Enum):
 
 
 def cancel(client: redis.Redis, task_id: str, final_json: str, record_ttl: int, token: str,
-           state: str = "CANCELLED", dead_owner_prefix: str = "") -> Cancel:
+           state: str = "CANCELLED", dead_owner_prefix: str = "", *, task_type: str) -> Cancel:
     """Run CANCEL (one round trip); safe to re-send with the same ``token``."""
     reply = _script(client, CANCEL)(
         keys=[keys.guard_key(task_id), keys.record_key(task_id), keys.counters_key(),
-              keys.task_lock_key(task_id), keys.scheduled_key(), keys.scheduled_messages_key()],
-        args=[final_json, record_ttl, token, state, dead_owner_prefix, keys.result_channel(task_id)],
+              keys.task_lock_key(task_id), keys.scheduled_key(), keys.scheduled_messages_key(),
+              keys.metrics_key(), keys.recent_failures_key()],
+        args=[final_json, record_ttl, token, state, dead_owner_prefix, keys.result_channel(task_id),
+              task_type, task_id, repr(time.time()), keys.RECENT_FAILURES_KEPT],
         client=client)
     return Cancel(int(reply))
 
@@ -696,6 +808,14 @@ def ask_release(client: redis.Redis, task_ids: list[str], owner_prefix: str) -> 
         for task_id in task_ids:
             script(keys=[keys.guard_key(task_id)], args=[owner_prefix], client=pipe)
         return sum(int(reply) for reply in pipe.execute())
+
+
+def lose_nodes(client: redis.Redis, names: list[str], now: float) -> list[str]:
+    """Run LOSE_NODES (one round trip): the names of ``names`` moved from the registry to the lost."""
+    reply = _script(client, LOSE_NODES)(
+        keys=[keys.nodes_key(), keys.lost_nodes_key(), *(keys.node_key(name) for name in names)],
+        args=[repr(now), *names], client=client)
+    return [_text(name) for name in reply]
 
 
 def drop_defer(client: redis.Redis, task_id: str, token: str) -> bool:

@@ -5,23 +5,36 @@ Every endpoint needs a session or a token.  A record keeps its owner (the submit
 A non-staff caller is limited (spec 5): the task types of ASYNC_TASK_API_TASK_TYPES, no URGENT, a
 timeout up to ASYNC_TASK_DEFAULT_TIMEOUT (serializers.py), ASYNC_TASK_API_USER_LIMIT live tasks
 (throttling.py).  A body the parsers cannot take answers DRF's JSON 400, never a 500 or HTML page.
+``GET /metrics`` (MetricsView) serves Prometheus, which has no user: staff, or the metrics token.
 """
 
 from __future__ import annotations
 
+import hmac
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import parsers, status
-from rest_framework.exceptions import ParseError
+from rest_framework.authentication import (
+    BaseAuthentication,
+    SessionAuthentication,
+    TokenAuthentication,
+    get_authorization_header,
+)
+from rest_framework.exceptions import AuthenticationFailed, ParseError
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
-from rest_framework.permissions import IsAdminUser
+from rest_framework.permissions import BasePermission, IsAdminUser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from easyrag.config import get_config
+from easyrag.task_app import metrics
 from easyrag.task_app.async_task_framework import (
     IdempotencyConflictError,
     QueueFullError,
@@ -262,3 +275,58 @@ class DocumentParseView(TaskAPIView):
             return outcome
         return Response({"task_id": outcome[0], "message": "document parse task submitted"},
                         status=status.HTTP_202_ACCEPTED)
+
+
+#: ``request.auth`` of a scrape that presented the metrics token.
+METRICS_SCRAPER = "metrics-token"
+
+
+class MetricsTokenAuthentication(BaseAuthentication):
+    """``Authorization: Bearer <ASYNC_TASK_METRICS_TOKEN>``: a scraper, with no user of its own.
+
+    First of the view's authenticators, so a request without credentials gets 401 with
+    ``WWW-Authenticate: Bearer``; a wrong token is 401 too, never a fall-through to other schemes.
+    """
+
+    def authenticate(self, request: Request) -> tuple[AnonymousUser, str] | None:
+        words = get_authorization_header(request).split()
+        if not words or words[0].lower() != b"bearer":
+            return None
+        token = get_config().metrics_token.strip().encode()  # a secrets file's newline is not part of it
+        if len(words) != 2 or not token or not hmac.compare_digest(words[1], token):
+            raise AuthenticationFailed("invalid metrics token")
+        return AnonymousUser(), METRICS_SCRAPER
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="metrics"'
+
+
+class StaffOrScraper(BasePermission):
+    """A staff user (session or API token), or the metrics token."""
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        return request.auth == METRICS_SCRAPER or bool(request.user and request.user.is_staff)
+
+
+class AnyAccept(BaseContentNegotiation):
+    """The view's one format whatever the client accepts (a scraper's ``text/plain`` or OpenMetrics
+    request gets the 0.0.4 text format; errors stay DRF's JSON), instead of DRF's 406."""
+
+    def select_parser(self, request: Request, parsers: list) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: list, format_suffix: str | None = None) -> tuple:
+        return renderers[0], renderers[0].media_type
+
+
+class MetricsView(APIView):
+    """``GET /metrics``: Prometheus' text format (spec 11; easyrag/task_app/metrics.py)."""
+
+    content_negotiation_class = AnyAccept
+    authentication_classes = [MetricsTokenAuthentication, TokenAuthentication, SessionAuthentication]
+    permission_classes = [StaffOrScraper]
+
+    @extend_schema(exclude=True)  # Prometheus' exposition, not the JSON API
+    def get(self, request: Request) -> HttpResponse:
+        """One scrape: two Redis round trips, whatever the number of tasks."""
+        return HttpResponse(metrics.exposition(), content_type=metrics.CONTENT_TYPE)

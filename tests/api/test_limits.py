@@ -214,4 +214,4 @@ def test_json_nested_past_the_api_depth_but_within_pythons_answers_400_and_shall
     deep = alice.generic("POST", "/api/tasks/", nested(150), content_type="application/json")
     assert deep.status_code == 400 and "detail" in deep.json()
     shallow = alice.generic("POST", "/api/tasks/", nested(20), content_type="application/json")
-    assert shallow.status_code == 201
+    assert shallow.status_code == 201, shallow.content

@@ -46,6 +46,20 @@ class SleepyTaskHandler(TaskHandler):
         return {"slept": task.task_data.get("seconds", 30)}
 
 
+class GatedTaskHandler(TaskHandler):
+    """Reports ``steps`` steps ("step k of n"); waits after each until the test opens the gate
+    (``INCR mark_key(task_id, "gate")`` to k), so the test decides when the progress moves on."""
+
+    async def handle_task(self, task: Task) -> dict:
+        client = get_redis_instance()
+        steps = task.task_data.get("steps", 3)
+        for step in range(1, steps + 1):
+            await task.update_progress(100 * step // (steps + 1), f"step {step} of {steps}")
+            while int(client.get(mark_key(task.task_id, "gate")) or 0) < step:
+                await asyncio.sleep(0.05)
+        return {"steps": steps}
+
+
 class FlakyTaskHandler(TaskHandler):
     """Fails its first ``failures`` attempts, then succeeds."""
 
@@ -62,5 +76,6 @@ class RefusingTaskHandler(TaskHandler):
         raise PermanentTaskError("this input can never work")
 
 
-for handler in (EchoTaskHandler, StepsTaskHandler, SleepyTaskHandler, FlakyTaskHandler, RefusingTaskHandler):
+for handler in (EchoTaskHandler, StepsTaskHandler, SleepyTaskHandler, GatedTaskHandler, FlakyTaskHandler,
+                RefusingTaskHandler):
     register_task_handler(handler)

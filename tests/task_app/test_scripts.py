@@ -28,7 +28,7 @@ def _claim(client, task_id, owner="w1:1:a", lock_ttl_ms=10_000, carried="", new_
                          carried, new_token, DEFER_TTL_MS, retries=retries, guarded_publish=guarded_publish,
                          now=now, expires=expires,
                          expired_json=_record_json(task_id, None, TaskStatus.CANCELLED) if expires else "",
-                         record_ttl=600)
+                         record_ttl=600, task_type="t")
 
 
 def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
@@ -37,7 +37,7 @@ def _renew(client, task_id, lock_value, lock_ttl_ms=10_000, tag="", now=1000.0):
 
 def _finish(client, task_id, lock_value, state, record_json, cancelled_json="", next_retries=1):
     return scripts.finish(client, task_id, lock_value, state, record_json, 600, cancelled_json,
-                          next_retries).value
+                          next_retries, task_type="t").value
 
 
 def _write(client, task_id, lock_value, record_json):
@@ -47,7 +47,7 @@ def _write(client, task_id, lock_value, record_json):
 def _cancel(client, task_id, token="c1", state="CANCELLED", dead_owner_prefix=""):
     final = TaskRecord(task_id=task_id, task_type="t", status=TaskStatus(state),
                        message=f"by {token}").to_json()
-    return scripts.cancel(client, task_id, final, 600, token, state, dead_owner_prefix)
+    return scripts.cancel(client, task_id, final, 600, token, state, dead_owner_prefix, task_type="t")
 
 
 def _recorded_status(client, task_id):
@@ -267,7 +267,7 @@ QUEUE_LISTS = [f"easyrag-test:queue:{step}" for step in range(4)]
 def _submit(client, task_id, user_id=None, created=1000.0, token="s1", bound=0, key="", fingerprint="f1",
             message=None):
     submission = scripts.Submission(task_id, _record_json(task_id, None, TaskStatus.PENDING), user_id,
-                                    created, bound, key, fingerprint, token)
+                                    created, bound, key, fingerprint, token, task_type="t")
     return scripts.submit(client, submission, BROKER_LIST, QUEUE_LISTS, message or f"message {task_id}", 600)
 
 
@@ -497,3 +497,145 @@ def test_a_finished_task_whose_guard_is_gone_is_known_to_submit_and_never_record
     assert redis_client.get(keys.record_key(task_id)) == final  # still the final record
     assert not redis_client.exists(keys.guard_key(task_id))
     assert _claim(redis_client, task_id, owner="w3:3:c", guarded_publish=True).outcome == "DONE"
+
+
+# --- the metrics and the dashboard's indexes, kept by the same steps ---
+
+def _metrics(client) -> dict[str, str]:
+    return client.hgetall(keys.metrics_key())
+
+
+def test_each_step_counts_its_metric_by_task_type_and_a_resend_counts_nothing_twice(redis_client):
+    task_id = _new_task()
+    assert _submit(redis_client, task_id)[0] is scripts.Submitted.NEW
+    assert _submit(redis_client, task_id)[0] is scripts.Submitted.NEW  # a re-send of the same call
+    claim = _claim(redis_client, task_id)
+    _claim(redis_client, task_id)  # a re-send of this very claim
+    final = _record_json(task_id, "w1:1:a", status=TaskStatus.COMPLETED)
+    assert scripts.finish(redis_client, task_id, claim.lock_value, "COMPLETED", final, 600, task_type="t",
+                          runtime=0.3) is scripts.Finish.RECORDED
+    assert scripts.finish(redis_client, task_id, claim.lock_value, "COMPLETED", final, 600, task_type="t",
+                          runtime=0.3) is scripts.Finish.RECORDED  # re-sent
+    assert _metrics(redis_client) == {"sent|t": "1", "started|t": "1", "succeeded|t": "1",
+                                      "runtime|0.5|t": "1", "runtime_sum|t": "0.3"}
+
+
+def test_the_runtime_bucket_is_the_first_bound_at_or_above_the_run():
+    assert [scripts.runtime_bucket(s) for s in (0, 0.005, 0.0051, 3599, 3600.5)] == [
+        "0.005", "0.005", "0.01", "3600.0", "+Inf"]
+
+
+@pytest.mark.parametrize(("state", "metrics"), [
+    ("FAILED", {"failed|t": "1"}), ("TIMEOUT", {"failed|t": "1", "timeouts|t": "1"}),
+    ("RETRYING", {"retried|t": "1"}), ("CANCELLED", {"revoked|t": "1"}), ("PENDING", {})])
+def test_finish_counts_the_state_it_records_and_failures_join_the_recent_failures(redis_client, state,
+                                                                                  metrics):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    _finish(redis_client, task_id, claim.lock_value, state, _record_json(task_id, None, TaskStatus(state)))
+    assert _metrics(redis_client) == {"sent|t": "1", "started|t": "1", **metrics}  # sent: first seen by CLAIM
+    failed = redis_client.zrange(keys.recent_failures_key(), 0, -1)
+    assert failed == ([task_id] if state in ("FAILED", "TIMEOUT") else [])
+
+
+@pytest.mark.parametrize("state", ["CANCELLED", "TIMEOUT", "FAILED"])
+def test_cancel_counts_the_final_state_it_writes(redis_client, state):
+    task_id = _new_task()
+    _submit(redis_client, task_id)
+    assert _cancel(redis_client, task_id, state=state) is scripts.Cancel.ENDED
+    assert _cancel(redis_client, task_id, state=state) is scripts.Cancel.ENDED  # a re-send: not counted again
+    expected = {"CANCELLED": {"revoked|t": "1"}, "TIMEOUT": {"failed|t": "1", "timeouts|t": "1"},
+                "FAILED": {"failed|t": "1"}}[state]
+    assert _metrics(redis_client) == {"sent|t": "1", **expected}
+    failed = redis_client.zrange(keys.recent_failures_key(), 0, -1)
+    assert failed == ([] if state == "CANCELLED" else [task_id])
+
+
+def test_claim_counts_crashes_and_every_delivery_it_drops_or_defers(redis_client):
+    task_id = _new_task()
+    _claim(redis_client, task_id, lock_ttl_ms=50)
+    _wait_lock_gone(redis_client, task_id)
+    assert _claim(redis_client, task_id, owner="w2:2:b").outcome == "OK"  # the first holder died
+    assert _claim(redis_client, task_id, owner="w3:3:c").outcome == "BUSY"
+    final = _record_json(task_id, None, TaskStatus.COMPLETED)
+    lock_value = redis_client.get(keys.task_lock_key(task_id))
+    _finish(redis_client, task_id, lock_value, "COMPLETED", final)
+    assert _claim(redis_client, task_id, owner="w4:4:d").outcome == "DONE"
+    metrics = _metrics(redis_client)
+    assert (metrics["sent|t"], metrics["started|t"], metrics["crashes|t"]) == ("1", "2", "1")
+    assert metrics["duplicate_deliveries"] == "2"
+    assert redis_client.zrange(keys.recent_key(), 0, -1) == [task_id]  # first seen by CLAIM
+
+
+def test_the_recent_indexes_keep_only_the_newest(redis_client, monkeypatch):
+    monkeypatch.setattr(keys, "RECENT_TASKS_KEPT", 3)
+    monkeypatch.setattr(keys, "RECENT_FAILURES_KEPT", 2)
+    submitted = [_new_task() for _ in range(5)]
+    for number, task_id in enumerate(submitted):
+        _submit(redis_client, task_id, created=1000.0 + number, token=f"s{number}")
+    assert redis_client.zrange(keys.recent_key(), 0, -1) == submitted[2:]
+    for task_id in submitted:
+        _cancel(redis_client, task_id, state="FAILED")
+    assert redis_client.zrange(keys.recent_failures_key(), 0, -1) == submitted[3:]
+
+
+@pytest.mark.parametrize("submitted", [True, False])
+def test_an_expired_start_counts_revoked_and_no_start(redis_client, submitted):
+    task_id = _new_task()
+    if submitted:
+        _submit(redis_client, task_id)
+    assert _claim(redis_client, task_id, now=1000.0, expires=999.0).outcome == "EXPIRED"
+    assert _claim(redis_client, task_id, now=1000.0, expires=999.0).outcome == "EXPIRED"  # re-sent
+    assert _metrics(redis_client) == {"sent|t": "1", "revoked|t": "1"}
+    assert redis_client.zrange(keys.recent_key(), 0, -1) == [task_id]
+
+
+def test_a_retry_cancelled_meanwhile_counts_revoked_not_retried_and_the_request_counts_nothing(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    assert _cancel(redis_client, task_id) is scripts.Cancel.ASKED  # only flagged: nothing ended yet
+    assert _metrics(redis_client) == {"sent|t": "1", "started|t": "1"}
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    cancelled = _record_json(task_id, "w1:1:a", status=TaskStatus.CANCELLED)
+    assert _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, cancelled) == 2
+    assert _metrics(redis_client) == {"sent|t": "1", "started|t": "1", "revoked|t": "1"}
+    assert _cancel(redis_client, task_id, token="c2") is scripts.Cancel.FINAL  # already final: no count
+    assert _metrics(redis_client) == {"sent|t": "1", "started|t": "1", "revoked|t": "1"}
+
+
+def test_a_copy_counts_one_duplicate_however_often_it_is_deferred_and_the_retrys_message_none(redis_client):
+    def duplicates() -> int:
+        return int(redis_client.hget(keys.metrics_key(), "duplicate_deliveries") or 0)
+
+    task_id = _new_task()
+    _claim(redis_client, task_id)
+    assert _claim(redis_client, task_id, owner="w2:2:b", new_token="t1").must_defer  # a copy: deferred
+    assert duplicates() == 1
+    assert _claim(redis_client, task_id, owner="w2:2:c", carried="t1", new_token="t3").must_defer  # again
+    assert duplicates() == 1
+    assert _claim(redis_client, task_id, owner="w3:3:c", new_token="t4").outcome == "BUSY"  # another copy
+    assert duplicates() == 2
+    assert _claim(redis_client, task_id, owner="w4:4:d", new_token="t5", retries=1).must_defer  # the retry's
+    assert duplicates() == 2
+    gone = _new_task()
+    assert _claim(redis_client, gone, guarded_publish=True).outcome == "GONE"
+    assert duplicates() == 3
+
+
+def test_a_stale_copy_counts_a_duplicate(redis_client):
+    task_id = _new_task()
+    claim = _claim(redis_client, task_id)
+    retrying = _record_json(task_id, "w1:1:a", status=TaskStatus.RETRYING)
+    _finish(redis_client, task_id, claim.lock_value, "RETRYING", retrying, next_retries=1)
+    assert _claim(redis_client, task_id, owner="w2:2:b", retries=0).outcome == "STALE"
+    assert redis_client.hget(keys.metrics_key(), "duplicate_deliveries") == "1"
+
+
+def test_lose_nodes_moves_only_nodes_still_registered_and_still_silent(redis_client):
+    for name in ("dead", "back", "forgotten"):
+        redis_client.sadd(keys.nodes_key(), name)
+    redis_client.set(keys.node_key("back"), "{}")  # started again meanwhile
+    redis_client.srem(keys.nodes_key(), "forgotten")  # a warm stop forgot it meanwhile
+    assert scripts.lose_nodes(redis_client, ["dead", "back", "forgotten"], 1000.0) == ["dead"]
+    assert redis_client.zrange(keys.lost_nodes_key(), 0, -1, withscores=True) == [("dead", 1000.0)]
+    assert redis_client.smembers(keys.nodes_key()) == {"back"}
