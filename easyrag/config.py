@@ -12,9 +12,9 @@ lazily on first use.
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -404,13 +404,38 @@ def _redis_config() -> RedisConfig:
     return RedisConfig(url_override=url, **values)
 
 
-@functools.cache
+#: get_config's cache: the configuration (None until read) and the number of clears so far.
+_cached: list[Any] = [None, 0]
+_cache_lock = threading.Lock()
+
+
 def get_config() -> Config:
     """The validated configuration of this process, read once and cached.
 
     Raises ``ImproperlyConfigured`` naming the variable when a value is bad.
-    Tests that change the environment call ``get_config.cache_clear()``.
+    Tests that change the environment call ``get_config.cache_clear()``.  Unlike functools.cache,
+    a clear wins over a read already under way: a thread (a heartbeat, the promoter) that began
+    reading the environment before the change does not store what it read after the clear.
     """
+    config, clears = _cached
+    if config is not None:
+        return config
+    config = _read_config()
+    with _cache_lock:
+        if _cached[1] == clears:
+            _cached[0] = config
+    return config
+
+
+def _clear_config() -> None:
+    with _cache_lock:
+        _cached[:] = [None, _cached[1] + 1]
+
+
+get_config.cache_clear = _clear_config  # type: ignore[attr-defined]
+
+
+def _read_config() -> Config:
     django_values = _django_dict("ASYNC_TASK_CONFIG")
     values = {option.key: _read(option, django_values, "ASYNC_TASK_CONFIG") for option in TASK_OPTIONS}
     media_root = _django_media_root()

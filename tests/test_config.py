@@ -217,3 +217,34 @@ def test_bad_api_limits_name_the_variable(env, name, value, message):
     with pytest.raises(ImproperlyConfigured) as error:
         get_config()
     assert str(error.value).startswith(message)
+
+
+def test_a_clear_wins_over_a_read_already_under_way(env, monkeypatch):
+    """A background thread (a heartbeat, the promoter) that read the environment before a change
+    must not store that configuration after the change's clear (a CI run once saw a test's API
+    settings undone that way: functools.cache stores whatever a read returns)."""
+    import threading
+
+    from easyrag import config
+
+    env(ASYNC_TASK_QUEUE_SIZE="11")
+    reading, release = threading.Event(), threading.Event()
+    real_read = config._read_config
+
+    def slow_read():
+        found = real_read()  # the environment as it is now: 11
+        reading.set()
+        release.wait(10)
+        return found
+
+    monkeypatch.setattr(config, "_read_config", slow_read)
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(get_config().queue_size))
+    reader.start()
+    assert reading.wait(10)
+    monkeypatch.setattr(config, "_read_config", real_read)
+    env(ASYNC_TASK_QUEUE_SIZE="22")  # changes the environment, then clears
+    release.set()
+    reader.join(10)
+    assert seen == [11]  # the reader got what it read...
+    assert get_config().queue_size == 22  # ...but did not keep it
