@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import redis
 
 from easyrag.task_app import keys
@@ -34,3 +36,22 @@ def record(client: redis.Redis, task_id: str) -> TaskRecord | None:
 def status(client: redis.Redis, task_id: str) -> TaskStatus | None:
     found = record(client, task_id)
     return found.status if found else None
+
+
+def where_is(client: redis.Redis, task_id: str) -> str:
+    """Where a task's messages are now: the priority lists, kombu's unacked hash (with the age of
+    its index entry), the delayed set; for a test's failure message."""
+    found = []
+    for name in QUEUE_LISTS:
+        copies = sum(task_id in message for message in client.lrange(name, 0, -1))
+        if copies:
+            found.append(f"{copies} in {name}")
+    for tag, message in client.hgetall("unacked").items():
+        if task_id in message:
+            score = client.zscore("unacked_index", tag)
+            age = "no index entry" if score is None else f"indexed {time.time() - score:.0f} s ago"
+            found.append(f"unacked {tag} ({age})")
+    for token, entry in client.hgetall(keys.scheduled_messages_key()).items():
+        if task_id in entry:
+            found.append(f"scheduled {token} due {client.zscore(keys.scheduled_key(), token)}")
+    return ", ".join(found) or "no message anywhere"

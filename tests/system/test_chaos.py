@@ -11,7 +11,7 @@ import time
 
 from easyrag.task_app.records import TaskStatus
 from tests.support import tasks
-from tests.support.broker import FAST_RECOVERY, broker_idle, record, status
+from tests.support.broker import FAST_RECOVERY, broker_idle, record, status, where_is
 from tests.support.waiting import wait_until
 
 TASKS = 200
@@ -56,14 +56,22 @@ def test_every_task_completes_exactly_once_while_workers_are_killed(worker_proce
         f"{task_id}: record {status(redis_client, task_id)}, guard "
         f"{redis_client.hgetall('async_task:guard:' + task_id)}, traces {tasks.traces(task_id)}, "
         f"lock pttl {redis_client.pttl('lock:async_task:task:' + task_id)}, "
-        f"error {(record(redis_client, task_id) or object).__dict__.get('error')}"
+        f"error {(record(redis_client, task_id) or object).__dict__.get('error')}, "
+        f"its messages: {where_is(redis_client, task_id)}"
         for task_id in left)
     elapsed = time.monotonic() - started
     wait_until(lambda: broker_idle(redis_client), timeout=60, message="the broker to drain")
     counts = {task_id: tasks.traces(task_id) for task_id in ids}
     assert kills >= 3
-    assert [t for t, c in counts.items() if c["overlaps"]] == []
-    assert [t for t, c in counts.items() if c["ends"] != 1] == []
+
+    def described(task_ids: list[str]) -> str:
+        return "; ".join(f"{task_id}: traces {counts[task_id]}, record {record(redis_client, task_id)}"
+                         for task_id in task_ids)
+
+    overlapped = [t for t, c in counts.items() if c["overlaps"]]
+    assert overlapped == [], described(overlapped)
+    not_once = [t for t, c in counts.items() if c["ends"] != 1]
+    assert not_once == [], described(not_once)
     assert all(c["starts"] >= 1 for c in counts.values())
     restarted = sum(1 for c in counts.values() if c["starts"] > 1)
     print(f"chaos: {TASKS} tasks, {kills} kills, {restarted} tasks restarted after a kill, "
